@@ -1,0 +1,129 @@
+"""The windowed counter store: per monitor, window, scope, metric and family, exact per-CIDR sums.
+
+Scopes are each node (``"node", name``) and the fleet (``None``). A delta is applied with one
+sort per monitor and family; windows older than a monitor keeps are skipped on apply and freed
+by ``expire``. Queries sum ``PrefixCounts.range_sum`` over the requested window indices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from .cidr import Block
+from .delta import Delta, FamilyColumns
+from .prefix_counts import PrefixCounts
+from .windows import Monitor
+
+__all__ = ["WindowedCounts", "CellKey", "METRIC_NAMES"]
+
+METRIC_NAMES: tuple[str, ...] = ("connection", "reception", "rejection")
+_N_METRICS = len(METRIC_NAMES)
+
+
+@dataclass(frozen=True, slots=True)
+class CellKey:
+    """Address of one ``PrefixCounts`` inside a window; ``node`` None is the fleet scope."""
+
+    node: str | None
+    metric: int
+    family: int
+
+
+class WindowedCounts:
+    """All monitors' windows; the unit every worker replicates from the delta log."""
+
+    def __init__(self, monitors: tuple[Monitor, ...]) -> None:
+        self.monitors = monitors
+        self._windows: dict[Monitor, dict[int, dict[CellKey, PrefixCounts]]] = {m: {} for m in monitors}
+
+    def apply(self, delta: Delta, now_s: float) -> None:
+        """Count a delta's windowed events into every monitor whose window is still kept."""
+        for cols in (delta.v4, delta.v6):
+            if len(cols):
+                for monitor in self.monitors:
+                    self._apply_family(monitor, cols, delta.nodes, now_s)
+
+    def _apply_family(self, monitor: Monitor, cols: FamilyColumns, nodes: list[str], now_s: float) -> None:
+        size = monitor.size_s
+        win = cols.sec // size
+        oldest = monitor.oldest_kept_start(now_s) // size
+        keep = win >= oldest
+        sel: slice | np.ndarray = slice(None)
+        if not keep.all():
+            if not keep.any():
+                return
+            sel = np.flatnonzero(keep)
+            win = win[sel]
+        metric, node, key, n = cols.metric[sel], cols.node[sel], cols.key[sel], cols.n[sel]
+        base = int(win.min())
+        n_nodes = max(len(nodes), 1)
+        group = ((win - base) * _N_METRICS + metric) * n_nodes + node
+        order = np.argsort(group, kind="stable")
+        group, key, n = group[order], key[order], n[order]
+        bounds = np.flatnonzero(group[1:] != group[:-1]) + 1
+        starts = np.concatenate(([0], bounds)).tolist()
+        ends = np.concatenate((bounds, [len(group)])).tolist()
+        windows = self._windows[monitor]
+        family = cols.family
+        for start, end, gid in zip(starts, ends, group[starts].tolist(), strict=True):
+            rest, node_index = divmod(gid, n_nodes)
+            w, metric_code = divmod(rest, _N_METRICS)
+            cells = windows.setdefault((w + base) * size, {})
+            keys, vals = key[start:end], n[start:end]
+            for scope in (nodes[node_index], None):
+                cell_key = CellKey(scope, metric_code, family)
+                cell = cells.get(cell_key)
+                if cell is None:
+                    cell = cells[cell_key] = PrefixCounts(family)
+                cell.add(keys, vals)
+
+    def count(
+        self,
+        monitor: Monitor,
+        metric: int,
+        block: Block,
+        startv: int,
+        endv: int,
+        at: float,
+        now_s: float,
+        node: str | None,
+    ) -> int:
+        """Sum over window indices ``startv..endv`` (relative to ``at``) of events inside ``block``."""
+        windows = self._windows[monitor]
+        oldest = monitor.oldest_kept_start(now_s)
+        cell_key = CellKey(node, metric, block.family)
+        total = 0
+        for index in range(startv, endv + 1):
+            start = monitor.start_of_index(at, index)
+            if start < oldest:
+                continue
+            cell = windows.get(start, {}).get(cell_key)
+            if cell is not None:
+                total += cell.range_sum(block.lo, block.hi)
+        return total
+
+    def expire(self, now_s: float) -> int:
+        """Drop windows no monitor keeps any more; returns how many were freed."""
+        freed = 0
+        for monitor, windows in self._windows.items():
+            oldest = monitor.oldest_kept_start(now_s)
+            for start in [s for s in windows if s < oldest]:
+                del windows[start]
+                freed += 1
+        return freed
+
+    def window_cells(self, monitor: Monitor, start: int) -> dict[CellKey, PrefixCounts]:
+        """The cells of one window (empty if nothing was counted there)."""
+        return self._windows[monitor].get(start, {})
+
+    def window_starts(self, monitor: Monitor) -> Iterator[int]:
+        return iter(sorted(self._windows[monitor]))
+
+    @property
+    def nbytes(self) -> int:
+        return sum(
+            cell.nbytes for windows in self._windows.values() for cells in windows.values() for cell in cells.values()
+        )

@@ -1,0 +1,150 @@
+"""The per-batch delta: validated events of one source-partition offset range, in columns.
+
+The worker that owns an events partition turns each consumed batch into one ``Delta`` and
+publishes it to the state topic; every worker (the owner included) applies every delta to its
+replica of the counts. The delta names the source offsets it covers, which is what makes
+applying it idempotent after a crash or rebalance (``replica.py``).
+
+Wire format: ``b"IAD1"``, a 4-byte header length, an orjson header, then the raw column arrays.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
+
+from .events import DecodedBatch
+from .prefix_counts import KEY_DTYPES
+
+__all__ = ["Delta", "FamilyColumns", "SessionOp", "delta_from_decoded", "encode_delta", "decode_delta"]
+
+_MAGIC = b"IAD1"
+_HEADER_LEN = struct.Struct(">I")
+
+#: (kind, node, family, address, service); kind is "open", "close" or "reset".
+SessionOp = tuple[str, str, int, int, str]
+
+_COLUMN_DTYPES = (("sec", np.dtype(np.int64)), ("metric", np.dtype(np.uint8)), ("node", np.dtype(np.uint32)))
+
+
+@dataclass(slots=True)
+class FamilyColumns:
+    """Windowed events of one address family: whole-second time, metric, node index, key, n."""
+
+    family: int
+    sec: np.ndarray
+    metric: np.ndarray
+    node: np.ndarray
+    key: np.ndarray
+    n: np.ndarray
+
+    @classmethod
+    def empty(cls, family: int) -> FamilyColumns:
+        return cls(
+            family,
+            np.empty(0, np.int64),
+            np.empty(0, np.uint8),
+            np.empty(0, np.uint32),
+            np.empty(0, KEY_DTYPES[family]),
+            np.empty(0, np.int64),
+        )
+
+    def __len__(self) -> int:
+        return len(self.key)
+
+
+@dataclass(slots=True)
+class Delta:
+    """Everything one batch of source offsets ``first_offset..last_offset`` changes."""
+
+    partition: int
+    first_offset: int
+    last_offset: int
+    nodes: list[str]
+    v4: FamilyColumns
+    v6: FamilyColumns
+    sessions: list[SessionOp] = field(default_factory=list)
+
+    @property
+    def event_count(self) -> int:
+        return len(self.v4) + len(self.v6)
+
+
+def _columns(family: int, sec: list[int], metric: list[int], node: list[int], key: object, n: list[int]) -> FamilyColumns:
+    return FamilyColumns(
+        family,
+        np.array(sec, dtype=np.int64),
+        np.array(metric, dtype=np.uint8),
+        np.array(node, dtype=np.uint32),
+        np.array(key, dtype=KEY_DTYPES[family]) if family == 4 else np.frombuffer(key, dtype="S16"),  # type: ignore[arg-type]
+        np.array(n, dtype=np.int64),
+    )
+
+
+def delta_from_decoded(decoded: DecodedBatch, partition: int, first_offset: int, last_offset: int) -> Delta:
+    """Columnarise a decoded batch (one pass in Python, the rest in numpy)."""
+    node_ids: dict[str, int] = {}
+    nodes = [node_ids.setdefault(name, len(node_ids)) for name in decoded.node]
+    secs = np.floor(np.array(decoded.ts, dtype=np.float64)).astype(np.int64).tolist()
+    families = decoded.family
+    if 6 not in families:
+        v4 = _columns(4, secs, decoded.metric, nodes, decoded.addr, decoded.n)
+        v6 = FamilyColumns.empty(6)
+    else:
+        cols: dict[int, tuple[list[int], list[int], list[int], list[int], list[int]]] = {
+            4: ([], [], [], [], []),
+            6: ([], [], [], [], []),
+        }
+        for fam, s, m, nd, a, cnt in zip(families, secs, decoded.metric, nodes, decoded.addr, decoded.n, strict=True):
+            c = cols[fam]
+            c[0].append(s)
+            c[1].append(m)
+            c[2].append(nd)
+            c[3].append(a)
+            c[4].append(cnt)
+        v4 = _columns(4, *cols[4])
+        s6, m6, nd6, a6, n6 = cols[6]
+        v6 = _columns(6, s6, m6, nd6, b"".join(a.to_bytes(16, "big") for a in a6), n6)
+    return Delta(partition, first_offset, last_offset, list(node_ids), v4, v6, list(decoded.sessions))
+
+
+def encode_delta(delta: Delta) -> bytes:
+    header = orjson.dumps(
+        {
+            "p": delta.partition,
+            "first": delta.first_offset,
+            "last": delta.last_offset,
+            "nodes": delta.nodes,
+            "n4": len(delta.v4),
+            "n6": len(delta.v6),
+            "sessions": [[k, nd, fam, str(addr), svc] for k, nd, fam, addr, svc in delta.sessions],
+        }
+    )
+    parts = [_MAGIC, _HEADER_LEN.pack(len(header)), header]
+    for cols in (delta.v4, delta.v6):
+        parts.extend(np.ascontiguousarray(a).tobytes() for a in (cols.sec, cols.metric, cols.node, cols.key, cols.n))
+    return b"".join(parts)
+
+
+def decode_delta(raw: bytes) -> Delta:
+    """Inverse of ``encode_delta``; raises ``ValueError`` on anything that is not a delta."""
+    if raw[:4] != _MAGIC:
+        raise ValueError("not an inbound-audit delta (bad magic)")
+    (header_len,) = _HEADER_LEN.unpack_from(raw, 4)
+    offset = 8 + header_len
+    header = orjson.loads(raw[8:offset])
+    families = []
+    for family, count in ((4, header["n4"]), (6, header["n6"])):
+        arrays = []
+        for _, dtype in (*_COLUMN_DTYPES, ("key", KEY_DTYPES[family]), ("n", np.dtype(np.int64))):
+            size = dtype.itemsize * count
+            arrays.append(np.frombuffer(raw, dtype=dtype, count=count, offset=offset))
+            offset += size
+        families.append(FamilyColumns(family, *arrays))
+    if offset != len(raw):
+        raise ValueError(f"delta length mismatch: {len(raw)} bytes, expected {offset}")
+    sessions = [(k, nd, fam, int(addr), svc) for k, nd, fam, addr, svc in header["sessions"]]
+    return Delta(header["p"], header["first"], header["last"], header["nodes"], families[0], families[1], sessions)

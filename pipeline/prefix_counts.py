@@ -1,0 +1,107 @@
+"""Exact counts per address, answering the sum over ANY address range in O(log n).
+
+One ``PrefixCounts`` holds one (monitor, window, scope, metric, family) cell. Addresses are kept
+as a sorted, de-duplicated numpy array with a running-sum array beside it, so a CIDR block —
+whatever its mask — is one contiguous key range and its count is ``cum[j] - cum[i]`` after two
+binary searches. Inserts are buffered and merged in bulk (amortised O(log n) per address), which
+keeps the per-event cost vectorised instead of one dict update per prefix level.
+
+IPv4 addresses are ``uint32``; IPv6 addresses are 16-byte big-endian strings (``S16``), whose
+byte order equals numeric order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["PrefixCounts", "KEY_DTYPES", "key_of", "keys_to_ints"]
+
+#: numpy key dtype per address family.
+KEY_DTYPES: dict[int, np.dtype] = {4: np.dtype(np.uint32), 6: np.dtype("S16")}
+
+#: Pending inserts below this size are scanned at query time instead of merged first.
+_SCAN_PENDING_MAX = 2048
+
+
+def key_of(family: int, value: int) -> np.generic:
+    """The numpy scalar that sorts like ``value`` within ``family``'s key array."""
+    if family == 4:
+        return np.uint32(value)
+    return np.bytes_(value.to_bytes(16, "big"))
+
+
+def keys_to_ints(family: int, keys: np.ndarray) -> list[int]:
+    """Back from a key array to Python ints (summaries and export only, never per event)."""
+    if family == 4:
+        return [int(k) for k in keys]
+    raw = keys.tobytes()
+    return [int.from_bytes(raw[i : i + 16], "big") for i in range(0, len(raw), 16)]
+
+
+class PrefixCounts:
+    """Sorted unique keys with counts and running sums, plus a buffer of unmerged inserts."""
+
+    __slots__ = ("family", "keys", "vals", "cum", "_pending_keys", "_pending_vals", "_pending_len")
+
+    def __init__(self, family: int) -> None:
+        self.family = family
+        self.keys = np.empty(0, dtype=KEY_DTYPES[family])
+        self.vals = np.empty(0, dtype=np.int64)
+        self.cum = np.zeros(1, dtype=np.int64)
+        self._pending_keys: list[np.ndarray] = []
+        self._pending_vals: list[np.ndarray] = []
+        self._pending_len = 0
+
+    def add(self, keys: np.ndarray, vals: np.ndarray) -> None:
+        """Buffer ``vals[i]`` more events for ``keys[i]``; merge when the buffer gets large."""
+        if len(keys) == 0:
+            return
+        self._pending_keys.append(keys)
+        self._pending_vals.append(vals)
+        self._pending_len += len(keys)
+        if self._pending_len > max(65_536, len(self.keys) // 2):
+            self.compact()
+
+    def compact(self) -> None:
+        """Merge the buffered inserts into the sorted arrays."""
+        if not self._pending_len:
+            return
+        all_keys = np.concatenate([self.keys, *self._pending_keys])
+        all_vals = np.concatenate([self.vals, *self._pending_vals])
+        self._pending_keys, self._pending_vals, self._pending_len = [], [], 0
+        order = np.argsort(all_keys, kind="stable")
+        sorted_keys = all_keys[order]
+        starts = np.flatnonzero(np.concatenate(([True], sorted_keys[1:] != sorted_keys[:-1])))
+        self.keys = sorted_keys[starts]
+        self.vals = np.add.reduceat(all_vals[order], starts)
+        self.cum = np.concatenate((np.zeros(1, dtype=np.int64), np.cumsum(self.vals)))
+
+    def range_sum(self, lo: int, hi: int) -> int:
+        """Total count of addresses ``lo <= a <= hi`` (an inclusive CIDR block)."""
+        lo_key, hi_key = key_of(self.family, lo), key_of(self.family, hi)
+        if self._pending_len > _SCAN_PENDING_MAX:
+            self.compact()
+        total = 0
+        if self._pending_len:
+            for keys, vals in zip(self._pending_keys, self._pending_vals, strict=True):
+                total += int(vals[(keys >= lo_key) & (keys <= hi_key)].sum())
+        i = int(np.searchsorted(self.keys, lo_key, "left"))
+        j = int(np.searchsorted(self.keys, hi_key, "right"))
+        return total + int(self.cum[j] - self.cum[i])
+
+    def total(self) -> int:
+        return int(self.cum[-1]) + sum(int(v.sum()) for v in self._pending_vals)
+
+    def merged(self) -> tuple[np.ndarray, np.ndarray]:
+        """All (key, count) pairs, merged; for summaries and snapshots."""
+        self.compact()
+        return self.keys, self.vals
+
+    @property
+    def nbytes(self) -> int:
+        pending = sum(k.nbytes + v.nbytes for k, v in zip(self._pending_keys, self._pending_vals, strict=True))
+        return self.keys.nbytes + self.vals.nbytes + self.cum.nbytes + pending
+
+    def __len__(self) -> int:
+        self.compact()
+        return len(self.keys)

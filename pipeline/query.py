@@ -1,0 +1,170 @@
+"""Audit requests (SPEC section 4): routing, validation in the contract's error order, answers.
+
+``read_envelope`` decides whether a request can be answered at all (it needs a JSON object with
+a string ``reply_to``; otherwise it is dead-lettered). ``parse_request`` then validates the rest
+and raises ``AuditError`` with the first applicable SPEC code; ``answer`` computes the value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from .cidr import Block, resolve_cidr
+from .counts import WindowedCounts
+from .errors import AuditError
+from .sessions import SessionGauge
+from .windows import Monitor, parse_monitors
+
+__all__ = [
+    "OPS",
+    "Request",
+    "Unroutable",
+    "read_envelope",
+    "parse_request",
+    "answer",
+    "reply_value",
+    "reply_error",
+]
+
+#: op name -> metric code for the windowed ops; ``inbound_session_count`` is the gauge.
+WINDOWED_OPS: dict[str, int] = {"connections": 0, "receptions": 1, "rejections": 2}
+SESSION_OP = "inbound_session_count"
+OPS: tuple[str, ...] = (*WINDOWED_OPS, SESSION_OP)
+
+
+class Unroutable(Exception):
+    """A request nobody can be told about; it goes to the dead-letter topic with ``reason``."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    id: str
+    op: str
+    monitor: Monitor | None
+    block: Block
+    startv: int
+    endv: int
+    node: str | None  # None: the whole fleet (cluster=true)
+    at: float | None
+    service: str
+
+
+def read_envelope(raw: bytes | None) -> tuple[dict[str, Any], str]:
+    """The request object and its ``reply_to``, or ``Unroutable``."""
+    try:
+        obj = orjson.loads(raw or b"")
+    except orjson.JSONDecodeError as exc:
+        raise Unroutable("invalid_json", f"request is not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise Unroutable("not_an_object", f"request is a JSON {type(obj).__name__}, not an object")
+    reply_to = obj.get("reply_to")
+    if not isinstance(reply_to, str) or not reply_to:
+        raise Unroutable("missing_reply_to", "request has no string 'reply_to' to answer on")
+    return obj, reply_to
+
+
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "op": (str,),
+    "monitor": (str,),
+    "cidr": (str,),
+    "ip": (str,),
+    "node": (str,),
+    "service": (str,),
+    "cluster": (bool,),
+}
+
+
+def _invalid(message: str) -> AuditError:
+    return AuditError("invalid_request", message)
+
+
+def _check_types(obj: dict[str, Any]) -> None:
+    request_id = obj.get("id")
+    if not isinstance(request_id, str) or not 1 <= len(request_id) <= 128:
+        raise _invalid(f"'id' must be a string of 1-128 characters, got {request_id!r}")
+    if "op" not in obj:
+        raise _invalid("missing field 'op'")
+    for name, types in _FIELD_TYPES.items():
+        if name in obj and obj[name] is not None and type(obj[name]) not in types:
+            raise _invalid(f"field {name!r} must be a {types[0].__name__}, got {obj[name]!r}")
+    for name in ("startv", "endv"):
+        value = obj.get(name)
+        if value is not None and type(value) is not int:
+            raise _invalid(f"field {name!r} must be an integer, got {value!r}")
+    at = obj.get("at")
+    if at is not None and (type(at) not in (int, float) or not math.isfinite(at)):
+        raise _invalid(f"field 'at' must be a finite number of Unix seconds, got {at!r}")
+
+
+def _resolve_monitor(text: str, monitors: tuple[Monitor, ...]) -> Monitor:
+    try:
+        parsed = parse_monitors(text)
+    except ValueError:
+        parsed = ()
+    if len(parsed) == 1 and parsed[0] in monitors:
+        return parsed[0]
+    configured = " ".join(m.name for m in monitors)
+    raise AuditError("unknown_monitor", f"monitor {text!r} is not configured; configured: {configured}")
+
+
+def parse_request(obj: dict[str, Any], monitors: tuple[Monitor, ...]) -> Request:
+    """Validate a routable request; raises ``AuditError`` with the first applicable SPEC code."""
+    _check_types(obj)
+    op = obj["op"]
+    if op not in OPS:
+        raise AuditError("unknown_op", f"op {op!r} is not one of {', '.join(OPS)}")
+    monitor = None
+    startv, endv = obj.get("startv") or 0, obj.get("endv") or 0
+    if op in WINDOWED_OPS:
+        if obj.get("monitor") is None:
+            raise _invalid(f"op {op!r} needs a 'monitor' such as '300,6'")
+        monitor = _resolve_monitor(obj["monitor"], monitors)
+        if startv < 0 or endv < 0 or startv > endv:
+            raise AuditError("invalid_range", f"window range startv={startv}..endv={endv} is not 0 <= startv <= endv")
+        if endv >= monitor.count:
+            raise AuditError(
+                "window_out_of_range",
+                f"endv={endv} but monitor '{monitor.name}' keeps {monitor.count} window(s): 0..{monitor.count - 1}",
+            )
+    cluster = bool(obj.get("cluster"))
+    node = obj.get("node")
+    if not cluster and not node:
+        raise AuditError("missing_node", "a node-local query (cluster=false) needs 'node'")
+    block = resolve_cidr(obj.get("cidr"), obj.get("ip"))
+    return Request(
+        id=obj["id"],
+        op=op,
+        monitor=monitor,
+        block=block,
+        startv=startv,
+        endv=endv,
+        node=None if cluster else node,
+        at=obj.get("at"),
+        service=obj.get("service") or "SMTP",
+    )
+
+
+def answer(request: Request, counts: WindowedCounts, gauge: SessionGauge, now_s: float) -> int:
+    """The value for a valid request, from this worker's replica of the fleet's state."""
+    if request.monitor is None:
+        return gauge.count(request.block, request.service, request.node)
+    at = now_s if request.at is None else request.at
+    metric = WINDOWED_OPS[request.op]
+    return counts.count(request.monitor, metric, request.block, request.startv, request.endv, at, now_s, request.node)
+
+
+def reply_value(request_id: Any, value: int) -> bytes:
+    return orjson.dumps({"id": request_id, "ok": True, "value": value})
+
+
+def reply_error(request_id: Any, error: AuditError) -> bytes:
+    return orjson.dumps({"id": request_id, "ok": False, "error": {"code": error.code, "message": error.message}})
