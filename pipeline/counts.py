@@ -10,14 +10,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import struct
+
 import numpy as np
+import orjson
 
 from .cidr import Block
 from .delta import Delta, FamilyColumns
-from .prefix_counts import PrefixCounts
+from .prefix_counts import KEY_DTYPES, PrefixCounts
 from .windows import Monitor
 
 __all__ = ["WindowedCounts", "CellKey", "METRIC_NAMES"]
+
+_SNAPSHOT_MAGIC = b"IAS1"
+_HEADER_LEN = struct.Struct(">I")
 
 METRIC_NAMES: tuple[str, ...] = ("connection", "reception", "rejection")
 _N_METRICS = len(METRIC_NAMES)
@@ -127,3 +133,34 @@ class WindowedCounts:
         return sum(
             cell.nbytes for windows in self._windows.values() for cells in windows.values() for cell in cells.values()
         )
+
+    def to_bytes(self) -> bytes:
+        """A compact snapshot: an orjson index of cells, then each cell's keys and counts."""
+        index, arrays = [], []
+        for monitor, windows in self._windows.items():
+            for start, cells in windows.items():
+                for key, cell in cells.items():
+                    keys, vals = cell.merged()
+                    index.append([monitor.name, start, key.node, key.metric, key.family, len(keys)])
+                    arrays += [keys.tobytes(), vals.tobytes()]
+        header = orjson.dumps(index)
+        return b"".join([_SNAPSHOT_MAGIC, _HEADER_LEN.pack(len(header)), header, *arrays])
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, monitors: tuple[Monitor, ...]) -> WindowedCounts:
+        """Inverse of ``to_bytes``; cells of monitors no longer configured are dropped."""
+        if raw[:4] != _SNAPSHOT_MAGIC:
+            raise ValueError("not an inbound-audit counts snapshot (bad magic)")
+        (header_len,) = _HEADER_LEN.unpack_from(raw, 4)
+        offset = 8 + header_len
+        store = cls(monitors)
+        by_name = {m.name: m for m in monitors}
+        for name, start, node, metric, family, length in orjson.loads(raw[8:offset]):
+            keys = np.frombuffer(raw, KEY_DTYPES[family], length, offset)
+            offset += keys.nbytes
+            vals = np.frombuffer(raw, np.int64, length, offset)
+            offset += vals.nbytes
+            if name in by_name:
+                cell = PrefixCounts.from_sorted(family, keys, vals)
+                store._windows[by_name[name]].setdefault(start, {})[CellKey(node, metric, family)] = cell
+        return store

@@ -52,6 +52,14 @@ class PrefixCounts:
         self._pending_vals: list[np.ndarray] = []
         self._pending_len = 0
 
+    @classmethod
+    def from_sorted(cls, family: int, keys: np.ndarray, vals: np.ndarray) -> PrefixCounts:
+        """A cell from already sorted, unique keys (a snapshot), without re-sorting."""
+        cell = cls(family)
+        cell.keys, cell.vals = keys, vals
+        cell.cum = np.concatenate((np.zeros(1, dtype=np.int64), np.cumsum(vals)))
+        return cell
+
     def add(self, keys: np.ndarray, vals: np.ndarray) -> None:
         """Buffer ``vals[i]`` more events for ``keys[i]``; merge when the buffer gets large."""
         if len(keys) == 0:
