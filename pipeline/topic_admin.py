@@ -1,0 +1,147 @@
+"""Create the topics of ``topics/topics.toml`` and report existing ones that differ.
+
+Existing topics are never altered: shrinking partitions is impossible, and changing retention or
+the timestamp type of a live topic is an operator's decision, so a difference is only reported
+(``inbound-audit topics`` exits 1) and the operator fixes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+
+from .errors import InboundAuditError
+from .settings import Settings
+from .topic_specs import TopicSpec, topic_specs
+
+__all__ = ["TopicReport", "ensure_topics", "register"]
+
+
+@dataclass(frozen=True)
+class TopicReport:
+    """What ``ensure_topics`` found; ``mismatches`` are lines like ``topic: what is X, expected Y``."""
+
+    created: tuple[TopicSpec, ...]
+    ok: tuple[TopicSpec, ...]
+    mismatches: tuple[str, ...]
+
+    def lines(self) -> list[str]:
+        """The ``topics`` command's output, one line per topic (several for a topic that differs)."""
+        return (
+            [f"created {_sized(s)}" for s in self.created]
+            + [f"ok {_sized(s)}" for s in self.ok]
+            + [f"MISMATCH {line}" for line in self.mismatches]
+        )
+
+
+def _sized(spec: TopicSpec) -> str:
+    return f"{spec.name} ({spec.partitions} partition{'' if spec.partitions == 1 else 's'})"
+
+
+def _raise_for(error_code: int, what: str, message: str | None) -> None:
+    if error_code:
+        error = for_code(error_code)
+        raise InboundAuditError(f"{what}: {error.__name__}{f' ({message})' if message else ''}")
+
+
+async def _create(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> set[str]:
+    """Create ``specs``; return the names another process created first (to be compared instead)."""
+    response = await admin.create_topics(
+        [NewTopic(s.name, s.partitions, s.replication_factor, topic_configs=s.configs) for s in specs]
+    )
+    raced: set[str] = set()
+    for entry in response.to_object()["topic_errors"]:
+        if for_code(entry["error_code"]) is TopicAlreadyExistsError:
+            raced.add(entry["topic"])
+        else:
+            _raise_for(
+                entry["error_code"], f"cannot create topic {entry['topic']}", entry.get("error_message")
+            )
+    return raced
+
+
+async def _differences(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> dict[str, list[str]]:
+    """Per topic name, how the broker's topic differs from its spec (empty list: it matches)."""
+    found: dict[str, list[str]] = {s.name: [] for s in specs}
+    wanted = {s.name: s for s in specs}
+    for topic in await admin.describe_topics([s.name for s in specs]):
+        name = topic["topic"]
+        _raise_for(topic["error_code"], f"cannot describe topic {name}", None)
+        spec = wanted[name]
+        partitions = len(topic["partitions"])
+        if partitions != spec.partitions:
+            found[name].append(f"partitions is {partitions}, expected {spec.partitions}")
+        replicas = sorted({len(p["replicas"]) for p in topic["partitions"]})
+        if replicas != [spec.replication_factor]:
+            shown = "/".join(map(str, replicas))
+            found[name].append(f"replication factor is {shown}, expected {spec.replication_factor}")
+    resources = [ConfigResource(ConfigResourceType.TOPIC, s.name, dict(s.configs)) for s in specs]
+    for response in await admin.describe_configs(resources):
+        for resource in response.to_object()["resources"]:
+            name = resource["resource_name"]
+            _raise_for(
+                resource["error_code"], f"cannot describe configs of {name}", resource["error_message"]
+            )
+            actual = {e["config_names"]: e["config_value"] for e in resource["config_entries"]}
+            for key, expected in wanted[name].configs.items():
+                if actual.get(key) != expected:
+                    found[name].append(f"{key} is {actual.get(key, 'not set')}, expected {expected}")
+    return found
+
+
+async def ensure_topics(settings: Settings, bootstrap: str) -> TopicReport:
+    """Create missing topics; compare existing ones with their spec without changing them."""
+    specs = topic_specs(settings)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="inbound-audit-topics")
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        missing = [s for s in specs if s.name not in existing]
+        raced = await _create(admin, missing) if missing else set()
+        created = tuple(s for s in missing if s.name not in raced)
+        to_compare = [s for s in specs if s.name in existing or s.name in raced]
+        differences = await _differences(admin, to_compare) if to_compare else {}
+    except KafkaError as exc:
+        raise InboundAuditError(f"Kafka at {bootstrap}: {exc}") from exc
+    finally:
+        await admin.close()
+    return TopicReport(
+        created=created,
+        ok=tuple(s for s in to_compare if not differences[s.name]),
+        mismatches=tuple(f"{name}: {line}" for name, lines in differences.items() for line in lines),
+    )
+
+
+def _bootstrap(settings: Settings) -> str:
+    """The configured cluster, or the bundled local broker (started on demand)."""
+    if settings.uses_local_kafka:
+        from .local_kafka import ensure_local_kafka
+
+        return ensure_local_kafka(settings)
+    return settings.bootstrap
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    report = asyncio.run(ensure_topics(settings, _bootstrap(settings)))
+    for line in report.lines():
+        print(line)
+    return 1 if report.mismatches else 0
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``topics`` sub-command to the ``inbound-audit`` CLI."""
+    parser = subparsers.add_parser(
+        "topics",
+        help="create missing Kafka topics; report existing ones that differ (exit 1)",
+        description=(
+            "Create every topic of topics/topics.toml that is missing, with its partitions and configs. "
+            "Existing topics are not changed; any difference is printed as MISMATCH and exits 1."
+        ),
+    )
+    parser.set_defaults(func=_run)
