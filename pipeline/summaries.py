@@ -11,7 +11,7 @@ import numpy as np
 import orjson
 
 from .cidr import Block
-from .counts import METRIC_NAMES, CellKey, WindowedCounts
+from .counts import METRIC_NAMES, WindowedCounts
 from .prefix_counts import PrefixCounts, keys_to_ints
 from .settings import Settings
 from .windows import Monitor

@@ -1,0 +1,319 @@
+"""The worker: wires the counting core to Kafka with aiokafka. No domain logic lives here.
+
+Four loops share one process:
+
+* ingest   — group consumer on the events topic; per fetched batch and partition: decode,
+             publish ONE delta to the state topic (same partition number), dead-letter the bad
+             events, commit. Before touching a newly assigned partition it waits until the
+             replica has read the state topic to its end and resumes right after the last
+             delta applied for that partition (so a crash between "delta sent" and "offset
+             committed" never counts a batch twice).
+* replicate — reads every partition of the state topic (no group) into this worker's replica,
+             so every worker can answer any query, local or fleet-wide, from memory.
+* queries  — group consumer on the requests topic; answers each request once on its reply_to.
+* clock    — expires old windows and, on the worker owning events partition 0, publishes a
+             summary per monitor, window and scope when a window closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from .delta import decode_delta, delta_from_decoded, encode_delta
+from .errors import AuditError
+from .events import DecodedBatch, EventDecoder, Rejection, dead_letter_record
+from .local_kafka import ensure_local_kafka
+from .query import Unroutable, answer, parse_request, read_envelope, reply_error, reply_value
+from .replica import Replica
+from .settings import Settings
+from .summaries import SummaryClock
+from .topic_admin import ensure_topics
+
+__all__ = ["Worker", "register"]
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        async with self._worker.ingest_lock:
+            self._worker.owned.difference_update(tp.partition for tp in revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self._worker.take_over(assigned)
+
+
+class Worker:
+    """One member of the fleet-wide pipeline; start with ``run()`` (or ``start``/``stop``)."""
+
+    def __init__(self, settings: Settings, bootstrap: str, *, clock: Clock = time.time) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.clock = clock
+        self.replica = Replica(settings.monitors)
+        self.decoder = EventDecoder(max_future_s=settings.max_future_s)
+        self.summaries = SummaryClock(settings, clock())
+        self.ingest_lock = asyncio.Lock()
+        self.owned: set[int] = set()
+        self.ready = asyncio.Event()
+        self._state_end: dict[int, int] = {}
+        self._state_positions: dict[int, int] = {}
+        self._state_consumer: AIOKafkaConsumer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self._caught_up = asyncio.Condition()
+
+    # ---- life cycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        common: dict[str, Any] = {"bootstrap_servers": self.bootstrap}
+        self.producer = AIOKafkaProducer(**common, linger_ms=5, acks="all", max_request_size=16 << 20)
+        self.reply_producer = AIOKafkaProducer(**common, linger_ms=0, acks=1)
+        self._state_consumer = AIOKafkaConsumer(
+            **common, enable_auto_commit=False, fetch_max_bytes=64 << 20, max_partition_fetch_bytes=16 << 20
+        )
+        self.events_consumer = AIOKafkaConsumer(
+            **common,
+            group_id=f"{self.settings.group_id}.events",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 << 20,
+        )
+        self.requests_consumer = AIOKafkaConsumer(
+            **common,
+            group_id=f"{self.settings.group_id}.queries",
+            enable_auto_commit=True,
+            auto_offset_reset="latest",
+            fetch_max_wait_ms=100,
+        )
+        for client in (self.producer, self.reply_producer, self._state_consumer):
+            await client.start()
+        await self._start_replication()
+        await self.events_consumer.start()
+        self.events_consumer.subscribe([self.settings.events_topic], listener=_Rebalance(self))
+        await self.requests_consumer.start()
+        self.requests_consumer.subscribe([self.settings.requests_topic])
+        self._tasks = [
+            asyncio.create_task(self._replicate_loop(), name="replicate"),
+            asyncio.create_task(self._ingest_loop(), name="ingest"),
+            asyncio.create_task(self._query_loop(), name="queries"),
+            asyncio.create_task(self._clock_loop(), name="clock"),
+        ]
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for client in (self.events_consumer, self.requests_consumer, self._state_consumer):
+            if client is not None:
+                await client.stop()
+        for producer in (self.producer, self.reply_producer):
+            await producer.stop()
+
+    async def run(self) -> None:
+        """Run until SIGINT/SIGTERM."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._stopping.set)
+        log.info("worker ready on %s", self.bootstrap)
+        try:
+            await self._stopping.wait()
+        finally:
+            await self.stop()
+
+    # ---- replication --------------------------------------------------------------------------
+    async def _start_replication(self) -> None:
+        consumer = self._state_consumer
+        assert consumer is not None
+        partitions = await _partitions_of(consumer, self.settings.state_topic)
+        tps = [TopicPartition(self.settings.state_topic, p) for p in partitions]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        self._state_end = {tp.partition: off for tp, off in (await consumer.end_offsets(tps)).items()}
+
+    def _state_position(self, partition: int) -> int:
+        return self._state_positions.get(partition, 0)
+
+    async def _replicate_loop(self) -> None:
+        consumer = self._state_consumer
+        assert consumer is not None
+        await self._mark_caught_up()
+        while True:
+            batches = await consumer.getmany(timeout_ms=200, max_records=1000)
+            now = self.clock()
+            for tp, records in batches.items():
+                for record in records:
+                    try:
+                        self.replica.apply(decode_delta(record.value), now)
+                    except ValueError:
+                        log.exception("skipping undecodable state record %s@%d", tp, record.offset)
+                self._state_positions[tp.partition] = records[-1].offset + 1
+            if batches:
+                await self._mark_caught_up()
+
+    async def _mark_caught_up(self) -> None:
+        async with self._caught_up:
+            if not self.ready.is_set() and all(
+                self._state_position(p) >= end for p, end in self._state_end.items()
+            ):
+                self.ready.set()
+                log.info("replica caught up with %s; answering queries", self.settings.state_topic)
+            self._caught_up.notify_all()
+
+    async def _wait_state_until(self, partition: int, offset: int) -> None:
+        async with self._caught_up:
+            await self._caught_up.wait_for(lambda: self._state_position(partition) >= offset)
+
+    # ---- ingest ------------------------------------------------------------------------------
+    async def take_over(self, assigned: list[TopicPartition]) -> None:
+        """Resume each newly assigned events partition right after its last applied delta."""
+        consumer = self._state_consumer
+        assert consumer is not None
+        state_tps = [TopicPartition(self.settings.state_topic, tp.partition) for tp in assigned]
+        ends = await consumer.end_offsets(state_tps) if state_tps else {}
+        committed = {tp: await self.events_consumer.committed(tp) for tp in assigned}
+        for tp in assigned:
+            await self._wait_state_until(tp.partition, ends[TopicPartition(self.settings.state_topic, tp.partition)])
+            resume = self.replica.next_offset(tp.partition)
+            candidates = [o for o in (resume, committed[tp]) if o is not None]
+            if candidates:
+                self.events_consumer.seek(tp, max(candidates))
+            else:
+                await self.events_consumer.seek_to_beginning(tp)
+            self.owned.add(tp.partition)
+        log.info("owning events partitions %s", sorted(self.owned))
+
+    async def _ingest_loop(self) -> None:
+        consumer = self.events_consumer
+        await self.ready.wait()
+        while True:
+            batches = await consumer.getmany(timeout_ms=200, max_records=self.settings.batch_max_events)
+            if not batches:
+                continue
+            async with self.ingest_lock:
+                offsets = {}
+                for tp, records in batches.items():
+                    if tp.partition not in self.owned or not records:
+                        continue
+                    await self._ingest_partition(tp, records)
+                    offsets[tp] = records[-1].offset + 1
+                if offsets:
+                    with contextlib.suppress(KafkaError):
+                        await consumer.commit(offsets)
+
+    async def _ingest_partition(self, tp: TopicPartition, records: list[Any]) -> None:
+        batch = DecodedBatch()
+        dead: list[bytes] = []
+        for record in records:
+            # The broker's append time (the events topic uses LogAppendTime) is the reference
+            # clock for too_late / future_timestamp, so a replay decides exactly as before.
+            now_s = record.timestamp / 1000.0
+            before = len(batch.rejected)
+            self.decoder.decode(record.value or b"", now_s=now_s, oldest_kept_s=self._oldest_kept(now_s), into=batch)
+            for rejection in batch.rejected[before:]:
+                dead.append(orjson.dumps(dead_letter_record(rejection, tp.topic, tp.partition, record.offset)))
+        delta = delta_from_decoded(batch, tp.partition, records[0].offset, records[-1].offset)
+        await self.producer.send_and_wait(self.settings.state_topic, encode_delta(delta), partition=tp.partition)
+        for value in dead:
+            await self.producer.send(self.settings.deadletter_topic, value)
+
+    def _oldest_kept(self, now_s: float) -> float:
+        return min(m.oldest_kept_start(now_s) for m in self.settings.monitors)
+
+    # ---- queries -----------------------------------------------------------------------------
+    async def _query_loop(self) -> None:
+        await self.ready.wait()
+        consumer = self.requests_consumer
+        while True:
+            batches = await consumer.getmany(timeout_ms=200, max_records=1000)
+            for tp, records in batches.items():
+                for record in records:
+                    await self._handle_request(tp, record)
+
+    async def _handle_request(self, tp: TopicPartition, record: Any) -> None:
+        try:
+            obj, reply_to = read_envelope(record.value)
+        except Unroutable as exc:
+            await self.producer.send(
+                self.settings.deadletter_topic,
+                _request_dead_letter(exc, tp, record),
+            )
+            return
+        request_id = obj.get("id")
+        try:
+            request = parse_request(obj, self.settings.monitors)
+            value = reply_value(request_id, answer(request, self.replica.counts, self.replica.gauge, self.clock()))
+        except AuditError as exc:
+            value = reply_error(request_id, exc)
+        key = request_id.encode() if isinstance(request_id, str) else None
+        try:
+            await self.reply_producer.send(reply_to, value, key=key)
+        except KafkaError as exc:
+            log.warning("cannot reply to %r: %s", reply_to, exc)
+
+    # ---- clock -------------------------------------------------------------------------------
+    async def _clock_loop(self) -> None:
+        await self.ready.wait()
+        while True:
+            await asyncio.sleep(1.0)
+            now = self.clock()
+            self.replica.counts.expire(now)
+            summaries = self.summaries.due(self.replica.counts, now)
+            if 0 in self.owned:
+                for value in summaries:
+                    await self.producer.send(self.settings.windows_topic, value)
+
+
+def _request_dead_letter(exc: Unroutable, tp: TopicPartition, record: Any) -> bytes:
+    rejection = Rejection(exc.reason, exc.detail, record.value or b"")
+    return orjson.dumps(dead_letter_record(rejection, tp.topic, tp.partition, record.offset))
+
+
+async def _partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
+    for _ in range(50):
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return sorted(partitions)
+        await consumer._client.force_metadata_update()  # noqa: SLF001 - no public refresh in aiokafka
+        await asyncio.sleep(0.1)
+    raise KafkaError(f"topic {topic!r} does not exist; run 'inbound-audit topics'")
+
+
+async def _serve(settings: Settings) -> None:
+    bootstrap = ensure_local_kafka(settings) if settings.uses_local_kafka else settings.bootstrap
+    report = await ensure_topics(settings, bootstrap)
+    for line in report.lines():
+        log.info("%s", line)
+    await Worker(settings, bootstrap).run()
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(_serve(settings))
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "worker",
+        help="run a pipeline worker (starts the local Kafka when KAFKA_BOOTSTRAP_SERVERS is unset)",
+    )
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.set_defaults(func=_run)

@@ -1,0 +1,211 @@
+"""Integration-test harness: real worker processes, a request client, publishing helpers.
+
+Every test gets its own topic names and consumer groups (``isolated_env``) so tests share one
+broker without seeing each other's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from pipeline.settings import Settings, load_settings
+from pipeline.topic_admin import ensure_topics
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def isolated_env(bootstrap: str, partitions: int, monitors: str, **extra: str) -> dict[str, str]:
+    """Environment for a worker (and for ``load_settings``) with topics unique to one test."""
+    tag = uuid.uuid4().hex[:10]
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "INBOUND_AUDIT_MONITORS": monitors,
+        "INBOUND_AUDIT_PARTITIONS": str(partitions),
+        "INBOUND_AUDIT_EVENTS_TOPIC": f"t{tag}.events",
+        "INBOUND_AUDIT_REQUESTS_TOPIC": f"t{tag}.requests",
+        "INBOUND_AUDIT_DEADLETTER_TOPIC": f"t{tag}.deadletter",
+        "INBOUND_AUDIT_WINDOWS_TOPIC": f"t{tag}.windows",
+        "INBOUND_AUDIT_STATE_TOPIC": f"t{tag}.state",
+        "INBOUND_AUDIT_GROUP_ID": f"t{tag}",
+    }
+    env.update(extra)
+    return env
+
+
+async def prepare_topics(env: dict[str, str]) -> Settings:
+    settings = load_settings(env)
+    await ensure_topics(settings, settings.bootstrap)
+    return settings
+
+
+class WorkerProcess:
+    """``inbound-audit worker`` in a child process, with its log captured for readiness checks."""
+
+    def __init__(self, env: dict[str, str], name: str = "worker") -> None:
+        self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        self.name = name
+        self.lines: list[str] = []
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> WorkerProcess:
+        self.lines = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "worker"],
+            cwd=REPO,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        threading.Thread(target=self._pump, daemon=True).start()
+        return self
+
+    def _pump(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip())
+
+    def log_has(self, text: str) -> bool:
+        return any(text in line for line in self.lines)
+
+    async def wait_for_log(self, text: str, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not self.log_has(text):
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.name} exited {self.proc.returncode}:\n" + "\n".join(self.lines[-30:]))
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name}: no {text!r} in log:\n" + "\n".join(self.lines[-30:]))
+            await asyncio.sleep(0.1)
+
+    async def wait_ready(self, timeout_s: float = 60.0) -> None:
+        await self.wait_for_log("answering queries", timeout_s)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+async def publish(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]]) -> int:
+    """Send (key, value) messages and wait for all acks; returns how many were sent."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_request_size=4 << 20)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key) for key, value in messages]
+        await asyncio.gather(*futures)
+        return len(futures)
+    finally:
+        await producer.stop()
+
+
+class Requester:
+    """Sends audit requests and collects the replies from a private reply topic by id."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.reply_topic = f"{settings.requests_topic}.replies-{uuid.uuid4().hex[:8]}"
+        self.replies: dict[str, dict[str, Any]] = {}
+        self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
+
+    async def __aenter__(self) -> Requester:
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(self.reply_topic, 1, 1)])
+        finally:
+            await admin.close()
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.settings.bootstrap, linger_ms=0)
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap, fetch_max_wait_ms=20)
+        await self.producer.start()
+        await self.consumer.start()
+        tp = TopicPartition(self.reply_topic, 0)
+        self.consumer.assign([tp])
+        await self.consumer.seek_to_beginning(tp)
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._reader.cancel()
+        await asyncio.gather(self._reader, return_exceptions=True)
+        await self.consumer.stop()
+        await self.producer.stop()
+
+    async def _read(self) -> None:
+        while True:
+            batches = await self.consumer.getmany(timeout_ms=100)
+            for records in batches.values():
+                for record in records:
+                    reply = orjson.loads(record.value)
+                    key = record.key.decode() if record.key else str(reply.get("id"))
+                    self.replies.setdefault(key, reply)
+                    waiter = self._waiters.pop(key, None)
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(reply)
+
+    async def send_raw(self, value: bytes) -> None:
+        await self.producer.send_and_wait(self.settings.requests_topic, value)
+
+    async def ask(self, request: dict[str, Any], timeout_s: float = 30.0) -> dict[str, Any]:
+        request = {"id": uuid.uuid4().hex, "reply_to": self.reply_topic, **request}
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters[request["id"]] = waiter
+        await self.producer.send_and_wait(self.settings.requests_topic, orjson.dumps(request))
+        return await asyncio.wait_for(waiter, timeout_s)
+
+
+async def read_topic(bootstrap: str, topic: str, min_count: int = 0, timeout_s: float = 30.0) -> list[Any]:
+    """All records of ``topic`` from the beginning (waiting until at least ``min_count``)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        for _ in range(50):
+            if parts:
+                break
+            await asyncio.sleep(0.1)
+            await consumer._client.force_metadata_update()  # noqa: SLF001
+            parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in parts]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        ends = await consumer.end_offsets(tps)
+        while time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                out.extend(records)
+            positions = {tp: await consumer.position(tp) for tp in tps}
+            if len(out) >= min_count and all(positions[tp] >= ends[tp] for tp in tps):
+                if len(out) >= min_count:
+                    break
+            if len(out) < min_count:
+                ends = await consumer.end_offsets(tps)
+        return out
+    finally:
+        await consumer.stop()
