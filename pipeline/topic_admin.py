@@ -17,6 +17,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from .errors import InboundAuditError
+from .local_kafka import ensure_local_kafka
 from .settings import Settings
 from .topic_specs import TopicSpec, topic_specs
 
@@ -60,9 +61,7 @@ async def _create(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> set[str
         if for_code(entry["error_code"]) is TopicAlreadyExistsError:
             raced.add(entry["topic"])
         else:
-            _raise_for(
-                entry["error_code"], f"cannot create topic {entry['topic']}", entry.get("error_message")
-            )
+            _raise_for(entry["error_code"], f"cannot create topic {entry['topic']}", entry.get("error_message"))
     return raced
 
 
@@ -85,9 +84,7 @@ async def _differences(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> di
     for response in await admin.describe_configs(resources):
         for resource in response.to_object()["resources"]:
             name = resource["resource_name"]
-            _raise_for(
-                resource["error_code"], f"cannot describe configs of {name}", resource["error_message"]
-            )
+            _raise_for(resource["error_code"], f"cannot describe configs of {name}", resource["error_message"])
             actual = {e["config_names"]: e["config_value"] for e in resource["config_entries"]}
             for key, expected in wanted[name].configs.items():
                 if actual.get(key) != expected:
@@ -121,8 +118,6 @@ async def ensure_topics(settings: Settings, bootstrap: str) -> TopicReport:
 def _bootstrap(settings: Settings) -> str:
     """The configured cluster, or the bundled local broker (started on demand)."""
     if settings.uses_local_kafka:
-        from .local_kafka import ensure_local_kafka
-
         return ensure_local_kafka(settings)
     return settings.bootstrap
 

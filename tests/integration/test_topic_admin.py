@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -25,12 +24,14 @@ async def admin(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaAdminClient]:
 
 
 @pytest.fixture
-async def unique_settings(admin: AIOKafkaAdminClient) -> AsyncIterator[Callable[..., Settings]]:
+async def unique_settings(
+    admin: AIOKafkaAdminClient, unique_topic_prefix: str
+) -> AsyncIterator[Callable[..., Settings]]:
     """Makes settings whose five topics no other test (or earlier run) uses; deletes them afterwards."""
     made: list[Settings] = []
 
     def make(**env: str) -> Settings:
-        prefix = f"it.topics.{uuid.uuid4().hex[:10]}"
+        prefix = f"{unique_topic_prefix}.{len(made)}"
         roles = ("EVENTS", "REQUESTS", "DEADLETTER", "WINDOWS", "STATE")
         names = {f"INBOUND_AUDIT_{role}_TOPIC": f"{prefix}.{role.lower()}" for role in roles}
         made.append(load_settings({**names, **env}))
