@@ -1,0 +1,55 @@
+"""Shared fixtures: one real Kafka broker for the whole test session, and per-test unique names.
+
+The test broker listens on its own ports (19092, controller 19093) so it never collides with a
+developer's ``make run`` broker on 9092, and shares the jar cache so it downloads nothing twice.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.local_kafka import ensure_local_kafka, local_kafka_running, stop_local_kafka
+from pipeline.settings import Settings, load_settings
+
+TEST_KAFKA_PORT = 19092
+
+
+def _settings_from_env() -> Settings:
+    """Only the variables that choose the broker and the cache; the rest stay at their defaults."""
+    wanted = ("KAFKA_BOOTSTRAP_SERVERS", "INBOUND_AUDIT_HOME")
+    return load_settings({name: os.environ[name] for name in wanted if name in os.environ})
+
+
+@pytest.fixture(scope="session")
+def kafka_home() -> Path:
+    """Where the Kafka jars are cached (``INBOUND_AUDIT_HOME``), for tests that run their own broker."""
+    return _settings_from_env().home_dir
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """Bootstrap address of a real broker: ``KAFKA_BOOTSTRAP_SERVERS`` if set, else the test broker."""
+    settings = _settings_from_env()
+    if settings.bootstrap_servers:
+        yield settings.bootstrap_servers
+        return
+    settings = Settings(local_kafka_port=TEST_KAFKA_PORT, home_dir=settings.home_dir)
+    with pytest.MonkeyPatch.context() as patch:
+        # The controller port follows the test port (19093), not a developer's own setting.
+        patch.delenv("INBOUND_AUDIT_KAFKA_CONTROLLER_PORT", raising=False)
+        already_running = local_kafka_running(settings)
+        bootstrap = ensure_local_kafka(settings)
+    yield bootstrap
+    if not already_running:
+        stop_local_kafka(settings)
+
+
+@pytest.fixture
+def unique_topic_prefix() -> str:
+    """A topic-name prefix no other test or earlier run uses, so tests can share one broker."""
+    return f"test.{uuid.uuid4().hex[:12]}"
