@@ -1,0 +1,325 @@
+"""Ask the pipeline questions the way a Momentum policy asks ``msys.audit``: over the bus.
+
+A client owns one producer, one private reply topic and one non-group consumer on it; any number
+of concurrent queries share them and are matched to their replies by request ``id``. The
+connecting ``ip``, the ``node`` and the reference time ``at`` are the client's *context* (what a
+policy script has implicitly in Momentum) and can be overridden per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Coroutine, Mapping
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from .errors import AuditError, AuditTimeout, InboundAuditError
+from .settings import Settings
+
+__all__ = [
+    "AuditClient",
+    "SyncAuditClient",
+    "Options",
+    "build_request",
+    "resolve_bootstrap",
+    "DEFAULT_TIMEOUT_S",
+]
+
+T = TypeVar("T")
+
+#: Momentum's ``options``: a table (dict) of startv/endv/cidr/cluster, a string (the cidr), or nil.
+Options = Mapping[str, Any] | str | None
+
+#: Keys of the options table that become request fields; any other key is ignored, as in Momentum.
+OPTION_KEYS: tuple[str, ...] = ("startv", "endv", "cidr", "cluster")
+
+DEFAULT_TIMEOUT_S = 10.0
+
+
+def resolve_bootstrap(settings: Settings) -> str:
+    """The configured cluster, or the bundled local broker (started on demand), for every command."""
+    if settings.uses_local_kafka:
+        from .local_kafka import ensure_local_kafka
+
+        return ensure_local_kafka(settings)
+    return settings.bootstrap
+
+
+def build_request(
+    op: str,
+    monitor: str | None,
+    options: Options,
+    *,
+    ip: str | None,
+    node: str | None,
+    at: float | None,
+    cluster: bool,
+    service: str | None = None,
+) -> dict[str, Any]:
+    """The SPEC request body (without ``id``/``reply_to``), options read exactly as Momentum reads them.
+
+    Values are passed through unchecked: the worker is the one authority on validity, so a
+    mistyped option comes back as ``invalid_request`` rather than a client-side guess.
+    """
+    request: dict[str, Any] = {"op": op, "cluster": cluster}
+    if monitor is not None:
+        request["monitor"] = monitor
+    if isinstance(options, Mapping):
+        request.update({key: options[key] for key in OPTION_KEYS if options.get(key) is not None})
+    elif options is not None:
+        request["cidr"] = options
+    for key, value in (("ip", ip), ("node", node), ("at", at), ("service", service)):
+        if value is not None:
+            request[key] = value
+    return request
+
+
+def default_reply_topic() -> str:
+    """Unique per client so replies never mix: ``audit.replies.<host>-<pid>-<random>``."""
+    host = "".join(c if c.isalnum() or c in "._-" else "-" for c in socket.gethostname()) or "host"
+    return f"audit.replies.{host[:100]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+class AuditClient:
+    """Async client; use ``async with AuditClient(settings, ip=..., node=...) as audit:``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        ip: str | None = None,
+        node: str | None = None,
+        at: float | None = None,
+        cluster: bool = False,
+        bootstrap: str | None = None,
+        reply_topic: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        self.settings = settings
+        self.ip = ip
+        self.node = node
+        self.at = at
+        self.cluster = cluster
+        self.bootstrap = bootstrap or settings.bootstrap
+        self.reply_topic = reply_topic or default_reply_topic()
+        self.timeout_s = timeout_s
+        self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> AuditClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Create the reply topic if needed and be positioned at its end before the first request."""
+        try:
+            await self._create_reply_topic()
+            self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=0)
+            self._consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap, fetch_max_wait_ms=10, enable_auto_commit=False
+            )
+            await self._producer.start()
+            await self._consumer.start()
+            tp = TopicPartition(self.reply_topic, 0)
+            self._consumer.assign([tp])
+            await self._consumer.seek_to_end(tp)
+            await asyncio.wait_for(self._consumer.position(tp), self.timeout_s)
+        except (TimeoutError, KafkaError) as exc:
+            await self.close()
+            raise InboundAuditError(f"audit client cannot use Kafka at {self.bootstrap}: {exc!r}") from exc
+        self._reader = asyncio.create_task(self._read_replies(), name="audit-client-replies")
+
+    async def close(self) -> None:
+        """Stop reading and fail any query still waiting, so no caller hangs on a closed client."""
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+            self._reader = None
+        for waiter in self._waiters.values():
+            if not waiter.done():
+                waiter.set_exception(InboundAuditError("audit client closed"))
+        self._waiters.clear()
+        for part in (self._consumer, self._producer):
+            if part is not None:
+                await part.stop()
+        self._consumer = self._producer = None
+
+    async def _create_reply_topic(self) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="inbound-audit-client")
+        await admin.start()
+        try:
+            if self.reply_topic in await admin.list_topics():
+                return
+            response = await admin.create_topics([NewTopic(self.reply_topic, 1, self.settings.replication_factor)])
+            for entry in response.to_object()["topic_errors"]:
+                if entry["error_code"] and entry["error_code"] != TopicAlreadyExistsError.errno:
+                    raise InboundAuditError(
+                        f"cannot create reply topic {self.reply_topic}: {entry.get('error_message') or entry}"
+                    )
+        finally:
+            await admin.close()
+
+    async def _read_replies(self) -> None:
+        assert self._consumer is not None
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                for record in records:
+                    self._deliver(record.value)
+
+    def _deliver(self, raw: bytes) -> None:
+        try:
+            reply = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(reply, dict):
+            return
+        waiter = self._waiters.pop(str(reply.get("id")), None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(reply)
+
+    async def query(
+        self,
+        op: str,
+        monitor: str | None = None,
+        options: Options = None,
+        *,
+        ip: str | None = None,
+        node: str | None = None,
+        at: float | None = None,
+        service: str | None = None,
+        timeout_s: float | None = None,
+    ) -> int:
+        """Any SPEC op; the named methods below are what policies call."""
+        if self._producer is None:
+            raise InboundAuditError("audit client is not started (use 'async with' or start())")
+        request = build_request(
+            op,
+            monitor,
+            options,
+            ip=ip or self.ip,
+            node=node or self.node,
+            at=self.at if at is None else at,
+            cluster=self.cluster,
+            service=service,
+        )
+        request_id = uuid.uuid4().hex
+        request.update(id=request_id, reply_to=self.reply_topic)
+        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiters[request_id] = waiter
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+        try:
+            reply = await asyncio.wait_for(self._exchange(request, waiter), timeout)
+        except KafkaError as exc:
+            raise InboundAuditError(f"cannot send {op} request to Kafka at {self.bootstrap}: {exc!r}") from exc
+        except TimeoutError:
+            raise AuditTimeout(
+                f"no reply to {op} request {request_id} within {timeout:g}s on topic "
+                f"{self.settings.requests_topic!r} at {self.bootstrap}: is an inbound-audit worker running?"
+            ) from None
+        finally:
+            self._waiters.pop(request_id, None)
+        if reply.get("ok") is True:
+            return int(reply["value"])
+        error = reply.get("error") or {}
+        raise AuditError(str(error.get("code", "unknown")), str(error.get("message", reply)))
+
+    async def _exchange(self, request: dict[str, Any], waiter: asyncio.Future[dict[str, Any]]) -> dict[str, Any]:
+        """Send and await the reply as one step, so one timeout bounds a dead broker too."""
+        assert self._producer is not None
+        await self._producer.send_and_wait(
+            self.settings.requests_topic, orjson.dumps(request), key=request["id"].encode()
+        )
+        return await waiter
+
+    async def connections(self, monitor: str, options: Options = None, **context: Any) -> int:
+        """``msys.audit.connections``: inbound sessions accepted from the block in the windows."""
+        return await self.query("connections", monitor, options, **context)
+
+    async def receptions(self, monitor: str, options: Options = None, **context: Any) -> int:
+        """``msys.audit.receptions``: messages accepted from the block in the windows."""
+        return await self.query("receptions", monitor, options, **context)
+
+    async def rejections(self, monitor: str, options: Options = None, **context: Any) -> int:
+        """``msys.audit.rejections``: messages refused from the block in the windows."""
+        return await self.query("rejections", monitor, options, **context)
+
+    async def inbound_session_count(self, cidr: str | None = None, service: str = "SMTP", **context: Any) -> int:
+        """``msys.audit.inbound_session_count``: sessions open right now (a gauge, not a window)."""
+        return await self.query("inbound_session_count", None, cidr, service=service, **context)
+
+
+class SyncAuditClient:
+    """Blocking facade for synchronous callers (Lua policies, scripts): one loop in a daemon thread."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="audit-client", daemon=True)
+        self._thread.start()
+        self._client = AuditClient(settings, **kwargs)
+        try:
+            self._run(self._client.start())
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    @property
+    def client(self) -> AuditClient:
+        """The async client underneath, e.g. to change its ``ip``/``node`` context."""
+        return self._client
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return future.result()
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    def close(self) -> None:
+        """Stop the client and its thread; safe to call twice."""
+        if self._loop.is_closed():
+            return
+        self._run(self._client.close())
+        self._stop_loop()
+
+    def __enter__(self) -> SyncAuditClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def query(self, op: str, monitor: str | None = None, options: Options = None, **context: Any) -> int:
+        """Blocking ``AuditClient.query``."""
+        return self._run(self._client.query(op, monitor, options, **context))
+
+    def connections(self, monitor: str, options: Options = None, **context: Any) -> int:
+        """Blocking ``msys.audit.connections``."""
+        return self._run(self._client.connections(monitor, options, **context))
+
+    def receptions(self, monitor: str, options: Options = None, **context: Any) -> int:
+        """Blocking ``msys.audit.receptions``."""
+        return self._run(self._client.receptions(monitor, options, **context))
+
+    def rejections(self, monitor: str, options: Options = None, **context: Any) -> int:
+        """Blocking ``msys.audit.rejections``."""
+        return self._run(self._client.rejections(monitor, options, **context))
+
+    def inbound_session_count(self, cidr: str | None = None, service: str = "SMTP", **context: Any) -> int:
+        """Blocking ``msys.audit.inbound_session_count``."""
+        return self._run(self._client.inbound_session_count(cidr, service, **context))
