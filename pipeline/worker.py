@@ -23,6 +23,7 @@ import contextlib
 import logging
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -77,6 +78,8 @@ class Worker:
         self._state_consumer: AIOKafkaConsumer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
+        self.stats = Counter[str]()
+        self.failure: BaseException | None = None
         self._caught_up = asyncio.Condition()
 
     # ---- life cycle -------------------------------------------------------------------------
@@ -98,7 +101,9 @@ class Worker:
             **common,
             group_id=f"{self.settings.group_id}.queries",
             enable_auto_commit=True,
-            auto_offset_reset="latest",
+            # A new group (or one whose only member died before committing) must still answer
+            # the requests already waiting: every routable request gets exactly one reply.
+            auto_offset_reset="earliest",
             fetch_max_wait_ms=100,
         )
         for client in (self.producer, self.reply_producer, self._state_consumer):
@@ -114,6 +119,16 @@ class Worker:
             asyncio.create_task(self._query_loop(), name="queries"),
             asyncio.create_task(self._clock_loop(), name="clock"),
         ]
+        for task in self._tasks:
+            task.add_done_callback(self._on_loop_done)
+
+    def _on_loop_done(self, task: asyncio.Task[None]) -> None:
+        """A loop must never end on its own: fail the whole worker loudly so it gets restarted."""
+        if task.cancelled() or self._stopping.is_set():
+            return
+        self.failure = task.exception() or RuntimeError(f"{task.get_name()} loop ended")
+        log.critical("%s loop failed; stopping the worker", task.get_name(), exc_info=self.failure)
+        self._stopping.set()
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -137,6 +152,8 @@ class Worker:
             await self._stopping.wait()
         finally:
             await self.stop()
+        if self.failure is not None:
+            raise SystemExit(f"inbound-audit worker failed: {self.failure!r}")
 
     # ---- replication --------------------------------------------------------------------------
     async def _start_replication(self) -> None:
@@ -230,6 +247,8 @@ class Worker:
             for rejection in batch.rejected[before:]:
                 dead.append(orjson.dumps(dead_letter_record(rejection, tp.topic, tp.partition, record.offset)))
         delta = delta_from_decoded(batch, tp.partition, records[0].offset, records[-1].offset)
+        self.stats["events"] += delta.event_count + len(delta.sessions)
+        self.stats["dead_letters"] += len(dead)
         await self.producer.send_and_wait(self.settings.state_topic, encode_delta(delta), partition=tp.partition)
         for value in dead:
             await self.producer.send(self.settings.deadletter_topic, value)
@@ -263,6 +282,7 @@ class Worker:
         except AuditError as exc:
             value = reply_error(request_id, exc)
         key = request_id.encode() if isinstance(request_id, str) else None
+        self.stats["requests"] += 1
         try:
             await self.reply_producer.send(reply_to, value, key=key)
         except KafkaError as exc:
@@ -271,8 +291,17 @@ class Worker:
     # ---- clock -------------------------------------------------------------------------------
     async def _clock_loop(self) -> None:
         await self.ready.wait()
+        logged: dict[str, int] = {}
         while True:
             await asyncio.sleep(1.0)
+            if self.stats != logged:
+                logged = dict(self.stats)
+                log.info(
+                    "stats: counted %d events, dead-lettered %d, answered %d requests",
+                    self.stats["events"],
+                    self.stats["dead_letters"],
+                    self.stats["requests"],
+                )
             now = self.clock()
             self.replica.counts.expire(now)
             summaries = self.summaries.due(self.replica.counts, now)

@@ -108,7 +108,7 @@ def _ip_pool(rng: random.Random) -> list[str]:
 
 
 def generate(monitors: list[Monitor], t0: float, n_events: int, seed: int, nodes: int = 4,
-             horizon_s: float = 900.0) -> Stream:
+             horizon_s: float = 240.0) -> Stream:
     """Events whose fate is certain for ``horizon_s`` seconds after ``t0`` (no window expires
     under them mid-test), ~3% malformed, singles and batches, one node per message."""
     rng = random.Random(seed)

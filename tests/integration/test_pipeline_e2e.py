@@ -1,0 +1,227 @@
+"""End to end on the real broker: generated streams, real worker processes, oracle answers."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import Counter
+
+import orjson
+import pytest
+from audit_oracle import Monitor, Stream, generate, random_requests
+from harness import Requester, WorkerProcess, isolated_env, prepare_topics, publish, read_topic
+
+from pipeline.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+# Windows of several shapes, including 7 s ones that do not divide the others.
+MONITORS = [Monitor(60, 10), Monitor(300, 6), Monitor(1800, 4), Monitor(7, 400)]
+MONITORS_ENV = " ".join(m.name for m in MONITORS)
+
+
+async def wait_caught_up(rq: Requester, stream: Stream, timeout_s: float = 120.0) -> None:
+    """Poll fleet-wide totals until they equal the oracle's (the pipeline has read everything)."""
+    probes = [
+        ({"op": op, "monitor": "1800,4", "cidr": cidr, "cluster": True, "startv": 0, "endv": 3}, op, block)
+        for op in ("connections", "receptions", "rejections")
+        for cidr, block in (("0.0.0.0/0", (4, 0, 2**32 - 1)), ("::/0", (6, 0, 2**128 - 1)))
+    ]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        now = time.time()
+        got = [(await rq.ask(req))["value"] for req, _, _ in probes]
+        want = [stream.count(op, MONITORS[2], block, 0, 3, now, None) for _, op, block in probes]
+        if got == want:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"pipeline never caught up: got {got}, oracle {want}")
+        await asyncio.sleep(0.5)
+
+
+async def assert_answers_match(rq: Requester, stream: Stream, count: int, seed: int) -> None:
+    mismatches = []
+    requests = random_requests(stream, count, seed)
+    for request, expected in requests:
+        sent_at = time.time()
+        reply = await rq.ask(dict(request))
+        want = expected(sent_at)
+        if reply != {"id": reply["id"], "ok": True, "value": want}:
+            mismatches.append((request, reply, want))
+    assert not mismatches, f"{len(mismatches)} of {len(requests)} answers differ, e.g. {mismatches[:3]}"
+
+
+def dead_letter_reasons(records: list) -> Counter[str]:
+    return Counter(orjson.loads(r.value)["reason"] for r in records)
+
+
+async def start_workers(env: dict[str, str], n: int) -> list[WorkerProcess]:
+    workers = [WorkerProcess(env, name=f"worker-{i}").start() for i in range(n)]
+    await asyncio.gather(*(w.wait_ready() for w in workers))
+    return workers
+
+
+def stop_all(workers: list[WorkerProcess]) -> None:
+    for w in workers:
+        w.stop()
+        print(f"--- {w.name} log tail ---", *w.lines[-15:], sep="\n")
+
+
+async def publish_stream(settings: Settings, stream: Stream) -> None:
+    await publish(settings.bootstrap, settings.events_topic, stream.messages)
+
+
+async def test_differential_single_worker(kafka_bootstrap: str) -> None:
+    env = isolated_env(kafka_bootstrap, 4, MONITORS_ENV)
+    settings = await prepare_topics(env)
+    stream = generate(MONITORS, time.time(), 50_000, seed=11)
+    workers = await start_workers(env, 1)
+    try:
+        await publish_stream(settings, stream)
+        async with Requester(settings) as rq:
+            await wait_caught_up(rq, stream)
+            await assert_answers_match(rq, stream, 500, seed=12)
+        dead = await read_topic(kafka_bootstrap, settings.deadletter_topic, min_count=sum(stream.bad.values()))
+        assert dead_letter_reasons(dead) == Counter(stream.bad)
+        for record in dead:
+            letter = orjson.loads(record.value)
+            assert letter["source_topic"] == settings.events_topic and letter["offset"] >= 0 and letter["detail"]
+    finally:
+        stop_all(workers)
+
+
+async def test_two_workers_four_partitions(kafka_bootstrap: str) -> None:
+    env = isolated_env(kafka_bootstrap, 4, MONITORS_ENV)
+    settings = await prepare_topics(env)
+    stream = generate(MONITORS, time.time(), 50_000, seed=21)
+    workers = await start_workers(env, 2)
+    try:
+        await asyncio.gather(*(w.wait_for_log("owning events partitions") for w in workers))
+        await publish_stream(settings, stream)
+        async with Requester(settings) as rq:
+            await wait_caught_up(rq, stream)
+            await assert_answers_match(rq, stream, 500, seed=22)
+        # Both workers answered part of the requests (the request partitions are spread).
+        served = [0, 0]
+        for _ in range(30):  # the stats line is logged once a second
+            served = [max((int(m) for line in w.lines for m in re.findall(r"answered (\d+) requests", line)), default=0)
+                      for w in workers]
+            if all(served):
+                break
+            await asyncio.sleep(0.5)
+        assert all(served), f"requests were not spread over both workers: {served}"
+        dead = await read_topic(kafka_bootstrap, settings.deadletter_topic, min_count=sum(stream.bad.values()))
+        assert dead_letter_reasons(dead) == Counter(stream.bad)
+    finally:
+        stop_all(workers)
+
+
+async def test_sigkill_mid_stream_loses_and_duplicates_nothing(kafka_bootstrap: str) -> None:
+    env = isolated_env(kafka_bootstrap, 4, MONITORS_ENV)
+    settings = await prepare_topics(env)
+    stream = generate(MONITORS, time.time(), 60_000, seed=31)
+    (worker,) = await start_workers(env, 1)
+
+    async def trickle() -> None:
+        chunks = 30
+        step = -(-len(stream.messages) // chunks)
+        for i in range(0, len(stream.messages), step):
+            await publish(settings.bootstrap, settings.events_topic, stream.messages[i : i + step])
+            await asyncio.sleep(0.15)
+
+    try:
+        await worker.wait_for_log("owning events partitions")
+        feeding = asyncio.create_task(trickle())
+        # Kill it while events are still arriving and being counted, restart it while they still are.
+        await worker.wait_for_log("stats: counted")
+        worker.kill()
+        assert not feeding.done(), "the stream ended before the kill: the test would prove nothing"
+        worker.start()
+        await feeding
+        await worker.wait_ready()
+        async with Requester(settings) as rq:
+            await wait_caught_up(rq, stream)
+            await assert_answers_match(rq, stream, 300, seed=32)
+    finally:
+        stop_all([worker])
+
+
+ERROR_CASES = [
+    ({"op": 7}, "invalid_request"),
+    ({"op": "connections", "monitor": "300,6", "startv": "1", "cluster": True, "ip": "10.0.0.1"}, "invalid_request"),
+    ({"op": "connections", "cluster": True, "ip": "10.0.0.1"}, "invalid_request"),
+    ({"op": "teleports", "monitor": "300,6"}, "unknown_op"),
+    ({"op": "connections", "monitor": "120,5", "startv": 9, "endv": 1}, "unknown_monitor"),
+    ({"op": "receptions", "monitor": "300,6", "startv": 3, "endv": 1, "cluster": True}, "invalid_range"),
+    ({"op": "receptions", "monitor": "300,6", "startv": -1, "endv": 1, "cluster": True}, "invalid_range"),
+    ({"op": "rejections", "monitor": "300,6", "endv": 6, "cluster": True}, "window_out_of_range"),
+    ({"op": "connections", "monitor": "300,6", "ip": "10.0.0.1"}, "missing_node"),
+    ({"op": "connections", "monitor": "300,6", "cidr": "/24", "cluster": True}, "missing_ip"),
+    ({"op": "inbound_session_count", "node": "mta-1"}, "missing_ip"),
+    ({"op": "connections", "monitor": "300,6", "cidr": "10.0.0.0/33", "cluster": True}, "invalid_cidr"),
+    ({"op": "connections", "monitor": "300,6", "cidr": "/64", "ip": "10.0.0.1", "cluster": True}, "invalid_cidr"),
+]
+
+
+async def test_every_error_code_and_unroutable_requests(kafka_bootstrap: str) -> None:
+    env = isolated_env(kafka_bootstrap, 2, "60,1 300,6 1800,4")
+    settings = await prepare_topics(env)
+    workers = await start_workers(env, 1)
+    try:
+        async with Requester(settings) as rq:
+            for request, code in ERROR_CASES:
+                reply = await rq.ask(dict(request))
+                assert reply["ok"] is False and reply["error"]["code"] == code, (request, reply)
+                assert reply["error"]["message"]
+            unknown = await rq.ask({"op": "connections", "monitor": "120,5", "cluster": True, "ip": "10.0.0.1"})
+            assert unknown["error"]["message"] == "monitor '120,5' is not configured; configured: 60,1 300,6 1800,4"
+            await rq.send_raw(b"this is not json")
+            await rq.send_raw(orjson.dumps({"id": "no-reply-to", "op": "connections"}))
+            await rq.send_raw(orjson.dumps(["an", "array"]))
+            # The worker is still there and answering.
+            ok = await rq.ask({"op": "connections", "monitor": "300, 6", "cluster": True, "ip": "192.0.2.1"})
+            assert ok["ok"] is True and ok["value"] == 0
+        dead = await read_topic(kafka_bootstrap, settings.deadletter_topic, min_count=3)
+        assert dead_letter_reasons(dead) == Counter({"invalid_json": 1, "missing_reply_to": 1, "not_an_object": 1})
+        assert all(orjson.loads(r.value)["source_topic"] == settings.requests_topic for r in dead)
+    finally:
+        stop_all(workers)
+
+
+async def test_window_summaries_are_published_when_windows_close(kafka_bootstrap: str) -> None:
+    env = isolated_env(kafka_bootstrap, 2, "2,5", INBOUND_AUDIT_WINDOW_GRACE_S="0.5")
+    settings = await prepare_topics(env)
+    workers = await start_workers(env, 1)
+    try:
+        now = time.time()
+        start = int(now // 2) * 2
+        events = [
+            {"node": "mta-1", "ts": start + 0.5, "ip": "203.0.113.7", "event": "connection", "n": 5},
+            {"node": "mta-1", "ts": start + 0.6, "ip": "203.0.113.8", "event": "rejection"},
+            {"node": "mta-2", "ts": start + 0.7, "ip": "2001:db8::1", "event": "reception", "n": 2},
+        ]
+        await publish(settings.bootstrap, settings.events_topic, [(b"mta-1", orjson.dumps(events))])
+        records = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            records = [orjson.loads(r.value) for r in await read_topic(kafka_bootstrap, settings.windows_topic)]
+            if any(s["window_start"] == start and s["scope"] == "cluster" for s in records):
+                break
+            await asyncio.sleep(0.5)
+        mine = {(s["scope"], s.get("node")): s for s in records if s["window_start"] == start}
+        cluster = mine[("cluster", None)]
+        assert cluster["monitor"] == "2,5" and cluster["window_end"] == start + 2
+        assert cluster["totals"] == {"connection": 5, "reception": 2, "rejection": 1}
+        assert cluster["top"]["ipv4/24"] == [
+            {"cidr": "203.0.113.0/24", "connection": 5, "reception": 0, "rejection": 1, "total": 6}
+        ]
+        assert cluster["top"]["ipv4/32"][0]["cidr"] == "203.0.113.7/32"
+        assert cluster["top"]["ipv6/64"][0] == {
+            "cidr": "2001:db8::/64", "connection": 0, "reception": 2, "rejection": 0, "total": 2
+        }
+        assert mine[("node", "mta-2")]["totals"] == {"connection": 0, "reception": 2, "rejection": 0}
+        # Closing is clock-driven: later, empty windows are summarised too.
+        assert any(s["window_start"] > start for s in records) or len(records) >= 3
+    finally:
+        stop_all(workers)
