@@ -18,7 +18,7 @@ __all__ = ["main"]
 
 #: Modules that contribute sub-commands; each has ``register(subparsers) -> None`` and sets
 #: ``func(args, settings) -> int`` on its parser.
-COMMAND_MODULES: tuple[str, ...] = ("worker", "topic_admin")
+COMMAND_MODULES: tuple[str, ...] = ("worker", "topic_admin", "query_cli", "simulate", "deadletters", "lua_policy")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,6 +9,9 @@ rolling over between the two cannot make a correct answer look wrong.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from audit_oracle import Monitor, Stream, addr_of, block_of
-from harness import WorkerProcess, isolated_env, prepare_topics
+from harness import REPO, WorkerProcess, isolated_env, prepare_topics
 
 from pipeline.client import AuditClient
 from pipeline.settings import Settings
@@ -29,6 +32,8 @@ __all__ = [
     "settled",
     "wait_caught_up",
     "stream_of_events",
+    "clear_of_boundary",
+    "run_cli",
 ]
 
 IPV4_ALL = "0.0.0.0/0"
@@ -126,3 +131,24 @@ def stream_of_events(events: Iterable[Mapping[str, Any]], monitors: list[Monitor
         else:
             stream.counted.append({**entry, "kept": kept})
     return stream
+
+
+async def clear_of_boundary(size_s: int, margin_s: float) -> None:
+    """Wait out the end of the current ``size_s`` window if fewer than ``margin_s`` seconds are left,
+    so that what a test publishes now is still in window 0 when it asks."""
+    left = size_s - time.time() % size_s
+    if left < margin_s:
+        await asyncio.sleep(left + 0.2)
+
+
+def run_cli(env: Mapping[str, str], *args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """``inbound-audit ARGS`` in a child process with the test's isolated environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args],
+        cwd=REPO,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )

@@ -1,0 +1,246 @@
+"""Run a Momentum policy script (Lua, via lupa) against the fleet's counters.
+
+The script sees what a Momentum policy sees: ``require("msys.core")``, ``require("msys.audit")``
+(and, harmlessly, ``msys.extended.*``), ``msys.registerModule(name, table)``, the validation
+constants, and ``msys.audit.connections/receptions/rejections(monitor, options)`` and
+``msys.audit.inbound_session_count(cidr, service)`` with Momentum's options rules. Those calls go
+over the bus through a ``SyncAuditClient`` with the session's connecting IP and node as context;
+an error reply becomes a Lua error whose message is the SPEC message.
+
+Constants (Momentum's names; the values are ours, small ints, as scripts only compare them):
+
+    VALIDATE_CONT = 0   go on with the next module / phase
+    VALIDATE_DONE = 1   decided: the code set with vctx:set_code() is the answer
+    VALIDATE_AGAIN = 2  ask again later (asynchronous work pending)
+    VCTX_CONN = 0, VCTX_MESS = 1   the connection and message dictionaries of vctx:get/set
+
+A hook is called as a method of each registered module that defines it, in registration order,
+until one returns something other than VALIDATE_CONT, with Momentum's documented arguments:
+``validate_connect(accept, vctx)``, ``validate_ehlo(str, accept, vctx)``,
+``validate_mailfrom(str, accept, vctx)``, ``validate_rcptto(msg, str, accept, vctx)``, and
+``(msg, accept, vctx)`` for the data hooks and any other name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lupa
+
+from .client import DEFAULT_TIMEOUT_S, SyncAuditClient, resolve_bootstrap
+from .errors import AuditError, InboundAuditError
+from .settings import Settings
+
+__all__ = ["CONSTANTS", "HOOK_ARGS", "LuaPolicyError", "PolicyOutcome", "run_policy", "register"]
+
+CONSTANTS: dict[str, int] = {
+    "VALIDATE_CONT": 0,
+    "VALIDATE_DONE": 1,
+    "VALIDATE_AGAIN": 2,
+    "VCTX_CONN": 0,
+    "VCTX_MESS": 1,
+}
+VALIDATE_NAMES: dict[int, str] = {v: k for k, v in CONSTANTS.items() if k.startswith("VALIDATE_")}
+
+#: Momentum's documented hook arguments (after ``self``); other hooks get (msg, accept, vctx).
+HOOK_ARGS: dict[str, tuple[str, ...]] = {
+    "validate_connect": ("accept", "vctx"),
+    "validate_ehlo": ("str", "accept", "vctx"),
+    "validate_mailfrom": ("str", "accept", "vctx"),
+    "validate_rcptto": ("msg", "str", "accept", "vctx"),
+}
+DEFAULT_HOOK_ARGS = ("msg", "accept", "vctx")
+
+MSYS_MODULES = ("msys.core", "msys.audit", "msys.extended.message", "msys.extended.vctx", "msys.extended.ac")
+
+#: Builds ``msys`` from the Python callables, and the per-session stand-ins.
+PRELUDE = """
+local call, constants, register, modules = ...
+msys = msys or {}
+msys.core = {}
+for name, value in pairs(constants) do msys.core[name] = value end
+-- error(..., 2) blames the script line that called msys.audit.*, as a Momentum error would.
+local function audit(op)
+  return function(monitor, options)
+    local ok, value = call(op, monitor, options)
+    if not ok then error(value, 2) end
+    return value
+  end
+end
+msys.audit = {
+  connections = audit("connections"),
+  receptions = audit("receptions"),
+  rejections = audit("rejections"),
+  inbound_session_count = function(cidr, service)
+    local ok, value = call("inbound_session_count", nil, cidr, service)
+    if not ok then error(value, 2) end
+    return value
+  end,
+}
+msys.extended = {message = {}, vctx = {}, ac = {}}
+msys.registerModule = function(name, module) register(name, module) end
+for _, name in ipairs(modules) do
+  local path = {}
+  for part in string.gmatch(name, "[^.]+") do path[#path + 1] = part end
+  package.preload[name] = function()
+    local value = _G
+    for _, part in ipairs(path) do value = value[part] end
+    return value
+  end
+end
+
+function __inbound_audit_session(ip, node)
+  local store = {[msys.core.VCTX_CONN] = {ipaddr = ip, node = node}, [msys.core.VCTX_MESS] = {}}
+  local vctx = {}
+  function vctx:set_code(code, message) self.code, self.message = code, message end
+  function vctx:get(kind, key) return store[kind][key] end
+  function vctx:set(kind, key, value) store[kind][key] = value end
+  local accept = {remote_addr = ip, node = node}
+  function accept:inbound_session_count(cidr, service)
+    return msys.audit.inbound_session_count(cidr, service)
+  end
+  local msg = {}
+  function msg:context_get(kind, key) return store[kind][key] end
+  function msg:context_set(kind, key, value) store[kind][key] = value end
+  return msg, accept, vctx
+end
+"""
+
+
+class LuaPolicyError(InboundAuditError):
+    """The script failed to load or raised a Lua error (including an audit error reply)."""
+
+
+@dataclass(frozen=True)
+class PolicyOutcome:
+    """What the hook decided: its return value and any code it set with ``vctx:set_code``."""
+
+    module: str
+    value: Any
+    code: int | None = None
+    message: str | None = None
+
+    @property
+    def name(self) -> str | None:
+        """``VALIDATE_DONE`` etc. when the value is one of the constants."""
+        return VALIDATE_NAMES.get(self.value) if isinstance(self.value, int) else None
+
+    def __str__(self) -> str:
+        shown = self.name or repr(self.value)
+        return " ".join(str(part) for part in (shown, self.code, self.message) if part is not None)
+
+
+def _plain(value: Any) -> Any:
+    """Lua numbers arrive as floats when computed (``x / 2``); integral ones are sent as integers."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _options(value: Any) -> Any:
+    """A Lua table becomes the dict form; anything else is the cidr, as Momentum reads it."""
+    if lupa.lua_type(value) == "table":
+        return {str(key): _plain(item) for key, item in value.items()}
+    return value
+
+
+def _lua_message(exc: lupa.LuaError) -> str:
+    return str(exc).split("\nstack traceback:", 1)[0]
+
+
+def run_policy(
+    script_path: str | Path,
+    hook: str,
+    ip: str,
+    node: str,
+    client: SyncAuditClient,
+    *,
+    argument: str = "",
+) -> PolicyOutcome:
+    """Load the script, then call ``hook`` for one session from ``ip`` on ``node``."""
+    lua = lupa.LuaRuntime(unpack_returned_tuples=True, register_eval=False)
+    modules: list[tuple[str, Any]] = []
+
+    def call(op: str, monitor: Any, options: Any, service: Any = None) -> tuple[bool, Any]:
+        try:
+            if op == "inbound_session_count":
+                value = client.inbound_session_count(options, service or "SMTP", ip=ip, node=node)
+            else:
+                value = client.query(op, monitor, _options(options), ip=ip, node=node)
+        except AuditError as exc:
+            return False, exc.message
+        return True, value
+
+    path = Path(script_path)
+    try:
+        lua.execute(
+            PRELUDE,
+            call,
+            lua.table_from(CONSTANTS),
+            lambda name, module: modules.append((name, module)),
+            lua.table_from(MSYS_MODULES),
+        )
+        chunk = lua.globals().load(path.read_text(), f"@{path.name}")
+        if isinstance(chunk, tuple):
+            raise LuaPolicyError(str(chunk[1]))
+        returned = chunk()
+        if not modules and lupa.lua_type(returned) == "table":
+            modules.append((path.stem, returned))
+        msg, accept, vctx = lua.globals()["__inbound_audit_session"](ip, node)
+        objects = {"msg": msg, "accept": accept, "vctx": vctx, "str": argument}
+        outcome: PolicyOutcome | None = None
+        for name, module in modules:
+            function = module[hook]
+            if function is None:
+                continue
+            result = function(module, *(objects[arg] for arg in HOOK_ARGS.get(hook, DEFAULT_HOOK_ARGS)))
+            value = result[0] if isinstance(result, tuple) else result
+            outcome = PolicyOutcome(name, _plain(value), _plain(vctx.code), vctx.message)
+            if outcome.value != CONSTANTS["VALIDATE_CONT"]:
+                break
+    except lupa.LuaError as exc:
+        raise LuaPolicyError(_lua_message(exc)) from None
+    except OSError as exc:
+        raise LuaPolicyError(f"cannot read {path}: {exc.strerror}") from None
+    if outcome is None:
+        raise LuaPolicyError(f"{path}: no registered module defines {hook}")
+    return outcome
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    with SyncAuditClient(
+        settings, bootstrap=resolve_bootstrap(settings), cluster=args.cluster_default, timeout_s=args.timeout
+    ) as client:
+        try:
+            outcome = run_policy(args.script, args.hook, args.ip, args.node, client, argument=args.arg)
+        except LuaPolicyError as exc:
+            print(f"lua error: {exc}", file=sys.stderr)
+            return 1
+    print(outcome)
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``lua`` to the ``inbound-audit`` CLI."""
+    parser = subparsers.add_parser(
+        "lua",
+        help="run a Momentum policy hook (msys.audit.*) for one session, against the fleet's counts",
+        description=(
+            "Load SCRIPT, call HOOK for a session from --ip on --node, print the decision: "
+            "VALIDATE_CONT, or e.g. 'VALIDATE_DONE 421 connection rate limit exceeded'. "
+            "A Lua error (including an audit error reply) prints 'lua error: ...' and exits 1."
+        ),
+    )
+    parser.add_argument("script", metavar="SCRIPT", type=Path)
+    parser.add_argument("--hook", default="validate_mailfrom", help="default validate_mailfrom")
+    parser.add_argument("--ip", required=True, help="the connecting IP of the session")
+    parser.add_argument("--node", required=True, help="the MTA node the session is on")
+    parser.add_argument("--arg", default="", help="the hook's string argument (EHLO name, MAIL FROM address)")
+    parser.add_argument("--cluster-default", action="store_true",
+                        help="without an explicit cluster option, ask about the whole fleet")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S")
+    parser.set_defaults(func=_run)

@@ -1,0 +1,137 @@
+"""``inbound-audit query`` and ``inbound-audit show-ip``: the client from a shell.
+
+``query`` is one Momentum call with its options as flags; ``show-ip`` is Momentum's console
+``show ip`` (every configured window of every type for one block), answered by the fleet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from .client import DEFAULT_TIMEOUT_S, AuditClient, resolve_bootstrap
+from .errors import AuditError
+from .query import OPS
+from .settings import Settings
+from .windows import Monitor
+
+__all__ = ["register", "run_with_client", "show_ip_lines", "SHOW_IP_TYPES"]
+
+T = TypeVar("T")
+
+#: (console label, op) in Momentum's ``show ip`` order.
+SHOW_IP_TYPES: tuple[tuple[str, str], ...] = (
+    ("Connections", "connections"),
+    ("Receptions", "receptions"),
+    ("Rejections", "rejections"),
+)
+
+
+def run_with_client(
+    settings: Settings, work: Callable[[AuditClient], Awaitable[T]], **client_args: Any
+) -> tuple[int, T | None]:
+    """Run ``work`` with a started client; an error reply becomes ``error <code>: <message>`` and exit 1."""
+
+    async def main() -> T:
+        async with AuditClient(settings, bootstrap=resolve_bootstrap(settings), **client_args) as client:
+            return await work(client)
+
+    try:
+        return 0, asyncio.run(main())
+    except AuditError as exc:
+        print(f"error {exc.code}: {exc.message}", file=sys.stderr)
+        return 1, None
+
+
+def _add_scope(parser: argparse.ArgumentParser, cluster_help: str) -> None:
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("--cluster", action="store_true", help=cluster_help)
+    scope.add_argument("--node", help="only this MTA node's counts")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
+                        help=f"seconds to wait for a worker's reply (default {DEFAULT_TIMEOUT_S:g})")
+
+
+def _run_query(args: argparse.Namespace, settings: Settings) -> int:
+    options: dict[str, Any] = {"cidr": args.cidr, "startv": args.startv, "endv": args.endv}
+    cidr_only = args.cidr
+
+    async def work(client: AuditClient) -> int:
+        if args.op == "inbound_session_count":
+            return await client.inbound_session_count(cidr_only, args.service)
+        return await client.query(args.op, args.monitor, options)
+
+    status, value = run_with_client(
+        settings, work, ip=args.ip, node=args.node, at=args.at, cluster=args.cluster, timeout_s=args.timeout
+    )
+    if status == 0:
+        print(value)
+    return status
+
+
+def _show_ip_windows(monitors: tuple[Monitor, ...]) -> list[Monitor]:
+    """One ring per window size (the longest configured), as the console shows ``SIZE/OFFSET``."""
+    longest: dict[int, Monitor] = {}
+    for monitor in monitors:
+        if monitor.size_s not in longest or monitor.count > longest[monitor.size_s].count:
+            longest[monitor.size_s] = monitor
+    return list(longest.values())
+
+
+async def show_ip_lines(client: AuditClient, monitors: tuple[Monitor, ...], cidr: str) -> list[str]:
+    """The console's ``show ip`` lines, all windows taken against one reference time."""
+    at = time.time()
+    keys = [
+        (label, op, monitor, offset)
+        for label, op in SHOW_IP_TYPES
+        for monitor in _show_ip_windows(monitors)
+        for offset in range(monitor.count)
+    ]
+    values = await asyncio.gather(
+        *(client.query(op, monitor.name, {"cidr": cidr, "startv": k, "endv": k}, at=at) for _, op, monitor, k in keys)
+    )
+    return [f"{label} {m.size_s}/{k}: {value}" for (label, _, m, k), value in zip(keys, values, strict=True)]
+
+
+def _run_show_ip(args: argparse.Namespace, settings: Settings) -> int:
+    status, lines = run_with_client(
+        settings,
+        lambda client: show_ip_lines(client, settings.monitors, args.cidr),
+        node=args.node,
+        cluster=not args.node,
+        timeout_s=args.timeout,
+    )
+    for line in lines or ():
+        print(line)
+    return status
+
+
+def register(subparsers: Any) -> None:
+    """Add ``query`` and ``show-ip`` to the ``inbound-audit`` CLI."""
+    query = subparsers.add_parser(
+        "query",
+        help="ask one question, like msys.audit.connections(monitor, options)",
+        description="Print the answer; on an error reply print 'error <code>: <message>' and exit 1.",
+    )
+    query.add_argument("op", choices=OPS)
+    query.add_argument("--monitor", help="e.g. 300,6 (required for the windowed ops)")
+    query.add_argument("--cidr", help="/N, ADDR/N or ADDR (default: --ip as a single host)")
+    query.add_argument("--ip", help="the connecting IP that /N and the default refer to")
+    query.add_argument("--startv", type=int, help="first window (0 = current; default 0)")
+    query.add_argument("--endv", type=int, help="last window, inclusive (default 0)")
+    query.add_argument("--at", type=float, help="Unix time that window 0 contains (default: now)")
+    query.add_argument("--service", default="SMTP", help="for inbound_session_count (default SMTP)")
+    _add_scope(query, "the whole fleet")
+    query.set_defaults(func=_run_query)
+
+    show = subparsers.add_parser(
+        "show-ip",
+        help="Momentum console 'show ip': every window of every type for a block",
+        description="Lines like 'Connections 300/0: 30', by type, window size and offset.",
+    )
+    show.add_argument("cidr", metavar="CIDR", help="ADDR or ADDR/N")
+    _add_scope(show, "the whole fleet (the default)")
+    show.set_defaults(func=_run_show_ip)
