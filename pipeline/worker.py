@@ -249,9 +249,11 @@ class Worker:
         delta = delta_from_decoded(batch, tp.partition, records[0].offset, records[-1].offset)
         self.stats["events"] += delta.event_count + len(delta.sessions)
         self.stats["dead_letters"] += len(dead)
+        # Dead letters first, the delta last: a crash in between re-reads the batch, so a dead
+        # letter may repeat but a count never does (the delta is what marks the batch done).
+        sent = [await self.producer.send(self.settings.deadletter_topic, value) for value in dead]
+        await asyncio.gather(*sent)
         await self.producer.send_and_wait(self.settings.state_topic, encode_delta(delta), partition=tp.partition)
-        for value in dead:
-            await self.producer.send(self.settings.deadletter_topic, value)
 
     def _oldest_kept(self, now_s: float) -> float:
         return min(m.oldest_kept_start(now_s) for m in self.settings.monitors)

@@ -1,0 +1,146 @@
+"""Benchmark of the counting core (no Kafka): ingest rate, query latency, memory per address.
+
+Run: ``python benchmarks/bench_core.py``. Prints medians; targets from the issue are shown beside
+them. Numbers depend on the CPU: the calibration line (``sum(range(1000))``) lets runs on
+different machines be compared.
+
+* ingest: raw JSON batch bytes (1,000 events per array) -> decoded -> delta -> counted in every
+  default monitor, for both the node and the fleet scope (what one worker does per event).
+* query: ``count`` for /32, /24, /16 and /0 with 1,000,000 distinct IPv4 addresses in one window.
+* memory: tracemalloc bytes per distinct address per window, for one cell and for both scopes.
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import statistics
+import time
+import timeit
+import tracemalloc
+
+import numpy as np
+import orjson
+
+from pipeline.cidr import Block
+from pipeline.delta import decode_delta, delta_from_decoded, encode_delta
+from pipeline.events import DecodedBatch, EventDecoder
+from pipeline.replica import Replica
+from pipeline.windows import parse_monitors
+
+MONITORS = parse_monitors("60,1 300,6 1800,4")
+NOW = 1_764_000_000.0 + 150
+MESSAGES = 200
+EVENTS_PER_MESSAGE = 1_000
+RUNS = 5
+
+
+def _ipv4(i: int) -> str:
+    return f"{11 + (i >> 24) % 200}.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
+
+
+def _ipv6(i: int) -> str:
+    return f"2001:db8:{(i >> 32) & 0xFFFF:x}:{(i >> 16) & 0xFFFF:x}::{i & 0xFFFF:x}"
+
+
+def _messages(make_ip, rng: random.Random) -> list[bytes]:
+    metrics = ("connection", "connection", "reception", "rejection")
+    out = []
+    for m in range(MESSAGES):
+        batch = [
+            {
+                "node": f"mta-{m % 4}",
+                "ts": NOW - rng.random() * 120,
+                "ip": make_ip(rng.randrange(200_000)),
+                "event": metrics[j % 4],
+            }
+            for j in range(EVENTS_PER_MESSAGE)
+        ]
+        out.append(orjson.dumps(batch))
+    return out
+
+
+def _ingest_rate(messages: list[bytes], per_batch: int) -> float:
+    """Events/s through decode -> delta -> wire -> apply, ``per_batch`` messages per delta."""
+    decoder = EventDecoder()
+    replica = Replica(MONITORS)
+    oldest = min(m.oldest_kept_start(NOW) for m in MONITORS)
+    start = time.perf_counter()
+    for first in range(0, len(messages), per_batch):
+        batch = DecodedBatch()
+        for raw in messages[first : first + per_batch]:
+            decoder.decode(raw, now_s=NOW, oldest_kept_s=oldest, into=batch)
+        delta = decode_delta(encode_delta(delta_from_decoded(batch, 0, first, first + per_batch - 1)))
+        replica.apply(delta, NOW)
+    return len(messages) * EVENTS_PER_MESSAGE / (time.perf_counter() - start)
+
+
+def _big_store(n_ips: int) -> tuple[Replica, np.ndarray]:
+    rng = np.random.default_rng(1)
+    addrs = rng.choice(2**32, size=n_ips, replace=False).astype(np.uint32)
+    replica = Replica((MONITORS[1],))
+    decoded = DecodedBatch(
+        node=["mta-1"] * n_ips,
+        ts=[NOW] * n_ips,
+        family=[4] * n_ips,
+        addr=addrs.tolist(),
+        metric=[0] * n_ips,
+        n=[1] * n_ips,
+    )
+    replica.apply(delta_from_decoded(decoded, 0, 0, n_ips - 1), NOW)
+    return replica, addrs
+
+
+def _query_latency(replica: Replica, addrs: np.ndarray, prefix: int) -> tuple[float, float]:
+    counts, monitor = replica.counts, MONITORS[1]
+    samples = []
+    for addr in addrs[:2000].tolist():
+        host = (1 << (32 - prefix)) - 1
+        block = Block(4, prefix, addr & ~host, (addr & ~host) | host)
+        t0 = time.perf_counter()
+        counts.count(monitor, 0, block, 0, 0, NOW, NOW, None)
+        samples.append(time.perf_counter() - t0)
+    samples.sort()
+    return statistics.median(samples) * 1e6, samples[int(len(samples) * 0.99)] * 1e6
+
+
+def _memory_per_ip(n_ips: int) -> tuple[float, float]:
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    replica, _ = _big_store(n_ips)
+    for cell in replica.counts.window_cells(MONITORS[1], MONITORS[1].window_start(NOW)).values():
+        cell.compact()
+    gc.collect()
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    cells = len(replica.counts.window_cells(MONITORS[1], MONITORS[1].window_start(NOW)))
+    return used / n_ips, used / n_ips / cells
+
+
+def main() -> None:
+    calib = min(timeit.repeat("sum(range(1000))", number=2000, repeat=5)) / 2000 * 1e6
+    print(f"cpu calibration: sum(range(1000)) = {calib:.1f} us (a typical server core: 8-12 us)")
+    rng = random.Random(5)
+    for label, make_ip in (("IPv4", _ipv4), ("IPv6", _ipv6)):
+        messages = _messages(make_ip, rng)
+        for per_batch in (1, 20):
+            rates = [_ingest_rate(messages, per_batch) for _ in range(RUNS)]
+            print(
+                f"ingest {label}, {per_batch:>2} message(s) of 1,000 events per delta: "
+                f"{statistics.median(rates):>10,.0f} events/s  (target >= 250,000 for IPv4)"
+            )
+    replica, addrs = _big_store(1_000_000)
+    for prefix in (32, 24, 16, 0):
+        p50, p99 = _query_latency(replica, addrs, prefix)
+        print(f"query /{prefix:<2} over 1,000,000 IPs: p50 {p50:7.1f} us  p99 {p99:7.1f} us  (target <= 1,000 us)")
+    del replica
+    per_ip, per_cell = _memory_per_ip(1_000_000)
+    print(
+        f"memory: {per_ip:.1f} bytes per distinct IP per window (node + fleet scope), "
+        f"{per_cell:.1f} per cell  (target <= 150)"
+    )
+
+
+if __name__ == "__main__":
+    main()
