@@ -236,9 +236,10 @@ class Worker:
                         await consumer.commit(offsets)
 
     async def _ingest_partition(self, tp: TopicPartition, records: list[Any]) -> None:
-        batch = DecodedBatch()
-        dead: list[bytes] = []
-        for record in records:
+        """Count ``records`` as one delta per ``batch_max_events`` events (deltas stay small)."""
+        first = 0
+        batch, dead = DecodedBatch(), []
+        for i, record in enumerate(records):
             # The broker's append time (the events topic uses LogAppendTime) is the reference
             # clock for too_late / future_timestamp, so a replay decides exactly as before.
             now_s = record.timestamp / 1000.0
@@ -246,7 +247,14 @@ class Worker:
             self.decoder.decode(record.value or b"", now_s=now_s, oldest_kept_s=self._oldest_kept(now_s), into=batch)
             for rejection in batch.rejected[before:]:
                 dead.append(orjson.dumps(dead_letter_record(rejection, tp.topic, tp.partition, record.offset)))
-        delta = delta_from_decoded(batch, tp.partition, records[0].offset, records[-1].offset)
+            if len(batch.node) + len(batch.sessions) >= self.settings.batch_max_events or i == len(records) - 1:
+                await self._publish_delta(tp, batch, dead, records[first].offset, record.offset)
+                first, batch, dead = i + 1, DecodedBatch(), []
+
+    async def _publish_delta(
+        self, tp: TopicPartition, batch: DecodedBatch, dead: list[bytes], first_offset: int, last_offset: int
+    ) -> None:
+        delta = delta_from_decoded(batch, tp.partition, first_offset, last_offset)
         self.stats["events"] += delta.event_count + len(delta.sessions)
         self.stats["dead_letters"] += len(dead)
         # Dead letters first, the delta last: a crash in between re-reads the batch, so a dead

@@ -118,7 +118,8 @@ async def test_two_workers_four_partitions(kafka_bootstrap: str) -> None:
 
 
 async def test_sigkill_mid_stream_loses_and_duplicates_nothing(kafka_bootstrap: str) -> None:
-    env = isolated_env(kafka_bootstrap, 4, MONITORS_ENV)
+    # Small deltas: many "delta sent, offset not yet committed" moments for the kill to land in.
+    env = isolated_env(kafka_bootstrap, 4, MONITORS_ENV, INBOUND_AUDIT_BATCH_MAX_EVENTS="2000")
     settings = await prepare_topics(env)
     stream = generate(MONITORS, time.time(), 60_000, seed=31)
     (worker,) = await start_workers(env, 1)
