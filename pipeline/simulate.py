@@ -1,6 +1,7 @@
 """``inbound-audit simulate``: a fleet of MTAs seeing realistic traffic, to try the pipeline out.
 
-Most traffic comes from many benign IPv4 and IPv6 addresses; a few abusive IPv4 /24s and IPv6
+The simulated nodes are ``sim-1`` … ``sim-N``, so their start-up ``node_reset`` never touches a
+real MTA's sessions. Most traffic comes from many benign IPv4 and IPv6 addresses; a few abusive IPv4 /24s and IPv6
 /64s come in bursts with many rejections; sessions open and close. The sequence of events is a
 function of ``--seed`` (timestamps are the wall clock), every published event can be recorded
 (``--record FILE``, JSON lines), and the abusive blocks are printed at the end for ``show-ip``.
@@ -48,7 +49,7 @@ class TrafficModel:
     def __init__(self, seed: int, nodes: int) -> None:
         self.rng = random.Random(seed)
         rng = self.rng
-        self.nodes = [f"mta-{i}" for i in range(1, nodes + 1)]
+        self.nodes = [f"sim-{i}" for i in range(1, nodes + 1)]
         self.abusive_v4 = [
             ipaddress.IPv4Network((rng.randrange(1 << 24) << 8 | 0, 24)) for _ in range(ABUSIVE_V4_BLOCKS)
         ]

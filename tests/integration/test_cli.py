@@ -61,7 +61,7 @@ def test_simulate_reports_progress_and_abusive_blocks(simulated: Any) -> None:
     assert len(stream.counted) + len(stream.sessions) == 6000 + 3  # plus one node_reset per node
 
 
-@pytest.mark.parametrize("scope", [[], ["--node", "mta-2"]], ids=["cluster", "node"])
+@pytest.mark.parametrize("scope", [[], ["--node", "sim-2"]], ids=["cluster", "node"])
 async def test_show_ip_on_an_abusive_block_equals_the_oracle(simulated: Any, scope: list[str]) -> None:
     running, stream, stdout = simulated
     block = next(line.split()[1] for line in stdout.splitlines() if line.startswith("abusive ") and "/24" in line)
@@ -76,11 +76,11 @@ async def test_show_ip_on_an_abusive_block_equals_the_oracle(simulated: Any, sco
 
 async def test_query_prints_the_value_or_the_error(simulated: Any) -> None:
     running, stream, _ = simulated
-    ip = next(e["ip"] for e in stream.counted if e["event"] == "rejection" and e["node"] == "mta-2")
-    args = ["--monitor", "3600,2", "--ip", ip, "--cidr", "/24", "--startv", "0", "--endv", "1", "--node", "mta-2"]
+    ip = next(e["ip"] for e in stream.counted if e["event"] == "rejection" and e["node"] == "sim-2")
+    args = ["--monitor", "3600,2", "--ip", ip, "--cidr", "/24", "--startv", "0", "--endv", "1", "--node", "sim-2"]
     before = time.time()
     done = await asyncio.to_thread(run_cli, running.env, "query", "rejections", *args)
-    want = {expected(stream, "rejections", "3600,2", {"cidr": "/24", "endv": 1}, ip=ip, node="mta-2", now=now)
+    want = {expected(stream, "rejections", "3600,2", {"cidr": "/24", "endv": 1}, ip=ip, node="sim-2", now=now)
             for now in (before, time.time())}
     assert done.returncode == 0 and int(done.stdout) in want and int(done.stdout) > 0, done
     failed = await asyncio.to_thread(run_cli, running.env, "query", "connections", "--monitor", "120,5",
