@@ -7,10 +7,9 @@ by ``expire``. Queries sum ``PrefixCounts.range_sum`` over the requested window 
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-
-import struct
 
 import numpy as np
 import orjson

@@ -73,41 +73,24 @@ class Delta:
         return len(self.v4) + len(self.v6)
 
 
-def _columns(family: int, sec: list[int], metric: list[int], node: list[int], key: object, n: list[int]) -> FamilyColumns:
-    return FamilyColumns(
-        family,
-        np.array(sec, dtype=np.int64),
-        np.array(metric, dtype=np.uint8),
-        np.array(node, dtype=np.uint32),
-        np.array(key, dtype=KEY_DTYPES[family]) if family == 4 else np.frombuffer(key, dtype="S16"),  # type: ignore[arg-type]
-        np.array(n, dtype=np.int64),
-    )
-
-
 def delta_from_decoded(decoded: DecodedBatch, partition: int, first_offset: int, last_offset: int) -> Delta:
-    """Columnarise a decoded batch (one pass in Python, the rest in numpy)."""
+    """Columnarise a decoded batch: one pass in Python for node ids and addresses, numpy after."""
     node_ids: dict[str, int] = {}
-    nodes = [node_ids.setdefault(name, len(node_ids)) for name in decoded.node]
-    secs = np.floor(np.array(decoded.ts, dtype=np.float64)).astype(np.int64).tolist()
-    families = decoded.family
-    if 6 not in families:
-        v4 = _columns(4, secs, decoded.metric, nodes, decoded.addr, decoded.n)
+    node = np.array([node_ids.setdefault(name, len(node_ids)) for name in decoded.node], dtype=np.uint32)
+    sec = np.floor(np.array(decoded.ts, dtype=np.float64)).astype(np.int64)
+    metric = np.array(decoded.metric, dtype=np.uint8)
+    n = np.array(decoded.n, dtype=np.int64)
+    if 6 not in decoded.family:
+        v4 = FamilyColumns(4, sec, metric, node, np.array(decoded.addr, dtype=np.uint32), n)
         v6 = FamilyColumns.empty(6)
     else:
-        cols: dict[int, tuple[list[int], list[int], list[int], list[int], list[int]]] = {
-            4: ([], [], [], [], []),
-            6: ([], [], [], [], []),
-        }
-        for fam, s, m, nd, a, cnt in zip(families, secs, decoded.metric, nodes, decoded.addr, decoded.n, strict=True):
-            c = cols[fam]
-            c[0].append(s)
-            c[1].append(m)
-            c[2].append(nd)
-            c[3].append(a)
-            c[4].append(cnt)
-        v4 = _columns(4, *cols[4])
-        s6, m6, nd6, a6, n6 = cols[6]
-        v6 = _columns(6, s6, m6, nd6, b"".join(a.to_bytes(16, "big") for a in a6), n6)
+        pairs = list(zip(decoded.family, decoded.addr, strict=True))
+        keys4 = np.array([a for f, a in pairs if f == 4], dtype=np.uint32)
+        keys6 = np.frombuffer(b"".join(a.to_bytes(16, "big") for f, a in pairs if f == 6), dtype="S16")
+        is6 = np.array(decoded.family, dtype=np.uint8) == 6
+        is4 = ~is6
+        v4 = FamilyColumns(4, sec[is4], metric[is4], node[is4], keys4, n[is4])
+        v6 = FamilyColumns(6, sec[is6], metric[is6], node[is6], keys6, n[is6])
     return Delta(partition, first_offset, last_offset, list(node_ids), v4, v6, list(decoded.sessions))
 
 

@@ -187,9 +187,7 @@ class Worker:
 
     async def _mark_caught_up(self) -> None:
         async with self._caught_up:
-            if not self.ready.is_set() and all(
-                self._state_position(p) >= end for p, end in self._state_end.items()
-            ):
+            if not self.ready.is_set() and all(self._state_position(p) >= end for p, end in self._state_end.items()):
                 self.ready.set()
                 log.info("replica caught up with %s; answering queries", self.settings.state_topic)
             self._caught_up.notify_all()

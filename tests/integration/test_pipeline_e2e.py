@@ -105,8 +105,10 @@ async def test_two_workers_four_partitions(kafka_bootstrap: str) -> None:
         # Both workers answered part of the requests (the request partitions are spread).
         served = [0, 0]
         for _ in range(30):  # the stats line is logged once a second
-            served = [max((int(m) for line in w.lines for m in re.findall(r"answered (\d+) requests", line)), default=0)
-                      for w in workers]
+            served = [
+                max((int(m) for line in w.lines for m in re.findall(r"answered (\d+) requests", line)), default=0)
+                for w in workers
+            ]
             if all(served):
                 break
             await asyncio.sleep(0.5)
@@ -148,7 +150,7 @@ async def test_sigkill_mid_stream_loses_and_duplicates_nothing(kafka_bootstrap: 
         stop_all([worker])
 
 
-ERROR_CASES = [
+ERROR_CASES: list[tuple[dict[str, object], str]] = [
     ({"op": 7}, "invalid_request"),
     ({"op": "connections", "monitor": "300,6", "startv": "1", "cluster": True, "ip": "10.0.0.1"}, "invalid_request"),
     ({"op": "connections", "cluster": True, "ip": "10.0.0.1"}, "invalid_request"),
@@ -219,7 +221,11 @@ async def test_window_summaries_are_published_when_windows_close(kafka_bootstrap
         ]
         assert cluster["top"]["ipv4/32"][0]["cidr"] == "203.0.113.7/32"
         assert cluster["top"]["ipv6/64"][0] == {
-            "cidr": "2001:db8::/64", "connection": 0, "reception": 2, "rejection": 0, "total": 2
+            "cidr": "2001:db8::/64",
+            "connection": 0,
+            "reception": 2,
+            "rejection": 0,
+            "total": 2,
         }
         assert mine[("node", "mta-2")]["totals"] == {"connection": 0, "reception": 2, "rejection": 0}
         # Closing is clock-driven: later, empty windows are summarised too.

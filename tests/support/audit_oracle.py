@@ -71,15 +71,28 @@ class Stream:
     bad: dict[str, int] = field(default_factory=dict)  # expected dead-letter reasons -> count
     ips: list[str] = field(default_factory=list)
 
-    def count(self, op: str, monitor: Monitor, block: tuple[int, int, int], startv: int, endv: int,
-              at: float, node: str | None) -> int:
+    def count(
+        self,
+        op: str,
+        monitor: Monitor,
+        block: tuple[int, int, int],
+        startv: int,
+        endv: int,
+        at: float,
+        node: str | None,
+    ) -> int:
         family, lo, hi = block
         starts = {monitor.start(at) - k * monitor.size for k in range(startv, endv + 1)}
         total = 0
         for e in self.counted:
-            if (WINDOWED[e["event"]] == op and monitor.name in e["kept"] and e["family"] == family
-                    and lo <= e["addr"] <= hi and (node is None or e["node"] == node)
-                    and monitor.start(e["ts"]) in starts):
+            if (
+                WINDOWED[e["event"]] == op
+                and monitor.name in e["kept"]
+                and e["family"] == family
+                and lo <= e["addr"] <= hi
+                and (node is None or e["node"] == node)
+                and monitor.start(e["ts"]) in starts
+            ):
                 total += e.get("n", 1)
         return total
 
@@ -93,8 +106,11 @@ class Stream:
             key = (e["node"], e.get("service", "SMTP"), e["family"], e["addr"])
             level[key] = max(0, level.get(key, 0) + (1 if e["event"] == "session_open" else -1))
         family, lo, hi = block
-        return sum(v for (nd, svc, fam, addr), v in level.items()
-                   if svc == service and fam == family and lo <= addr <= hi and (node is None or nd == node))
+        return sum(
+            v
+            for (nd, svc, fam, addr), v in level.items()
+            if svc == service and fam == family and lo <= addr <= hi and (node is None or nd == node)
+        )
 
 
 def _ip_pool(rng: random.Random) -> list[str]:
@@ -102,13 +118,16 @@ def _ip_pool(rng: random.Random) -> list[str]:
     pool += [f"198.51.100.{rng.randrange(256)}" for _ in range(30)]
     pool += [f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)}" for _ in range(300)]
     pool += [f"2001:db8:bad:1::{i:x}" for i in range(1, 30)]  # an abusive /64
-    pool += [f"2001:db8:{rng.randrange(65536):x}:{rng.randrange(65536):x}::{rng.randrange(65536):x}" for _ in range(150)]
+    pool += [
+        f"2001:db8:{rng.randrange(65536):x}:{rng.randrange(65536):x}::{rng.randrange(65536):x}" for _ in range(150)
+    ]
     pool += [f"::ffff:203.0.113.{i}" for i in range(1, 10)]  # IPv4-mapped: counts as IPv4
     return pool
 
 
-def generate(monitors: list[Monitor], t0: float, n_events: int, seed: int, nodes: int = 4,
-             horizon_s: float = 240.0) -> Stream:
+def generate(
+    monitors: list[Monitor], t0: float, n_events: int, seed: int, nodes: int = 4, horizon_s: float = 240.0
+) -> Stream:
     """Events whose fate is certain for ``horizon_s`` seconds after ``t0`` (no window expires
     under them mid-test), ~3% malformed, singles and batches, one node per message."""
     rng = random.Random(seed)
@@ -167,8 +186,11 @@ def generate(monitors: list[Monitor], t0: float, n_events: int, seed: int, nodes
                 batch.append(value)
             elif r < 0.08:
                 ip = rng.choice(pool)
-                kind = rng.choice(["session_open", "session_open", "session_close", "node_reset"] if r > 0.0795
-                                  else ["session_open", "session_close"])
+                kind = rng.choice(
+                    ["session_open", "session_open", "session_close", "node_reset"]
+                    if r > 0.0795
+                    else ["session_open", "session_close"]
+                )
                 ev = {"node": node, "ts": t0, "ip": ip, "event": kind, "service": rng.choice(["SMTP", "ECStream"])}
                 batch.append(ev)
                 family, addr = addr_of(ip)
@@ -176,8 +198,12 @@ def generate(monitors: list[Monitor], t0: float, n_events: int, seed: int, nodes
             else:
                 ip = rng.choice(pool)
                 ts, kept = good_ts()
-                ev: dict[str, Any] = {"node": node, "ts": ts, "ip": ip,
-                                      "event": rng.choice(["connection", "connection", "reception", "rejection"])}
+                ev: dict[str, Any] = {
+                    "node": node,
+                    "ts": ts,
+                    "ip": ip,
+                    "event": rng.choice(["connection", "connection", "reception", "rejection"]),
+                }
                 if rng.random() < 0.3:
                     ev["n"] = rng.randint(1, 50)
                 if rng.random() < 0.05:
@@ -255,6 +281,14 @@ def _const(value: int) -> Callable[[float], int]:
     return lambda _now: value
 
 
-def _windowed(stream: Stream, op: str, monitor: Monitor, block: tuple[int, int, int], startv: int, endv: int,
-              at: float | None, node: str | None) -> Callable[[float], int]:
+def _windowed(
+    stream: Stream,
+    op: str,
+    monitor: Monitor,
+    block: tuple[int, int, int],
+    startv: int,
+    endv: int,
+    at: float | None,
+    node: str | None,
+) -> Callable[[float], int]:
     return lambda now: stream.count(op, monitor, block, startv, endv, now if at is None else at, node)

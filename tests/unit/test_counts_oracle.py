@@ -32,24 +32,44 @@ class Ev:
     n: int
 
 
-def oracle(events: list[Ev], monitor: Monitor, metric: int, block: Block, startv: int, endv: int,
-           at: float, now: float, node: str | None) -> int:
+def oracle(
+    events: list[Ev],
+    monitor: Monitor,
+    metric: int,
+    block: Block,
+    startv: int,
+    endv: int,
+    at: float,
+    now: float,
+    node: str | None,
+) -> int:
     wanted = {math.floor(at / monitor.size_s) * monitor.size_s - k * monitor.size_s for k in range(startv, endv + 1)}
     oldest = math.floor(now / monitor.size_s) * monitor.size_s - (monitor.count - 1) * monitor.size_s
     total = 0
     for e in events:
         start = math.floor(e.ts / monitor.size_s) * monitor.size_s
-        if (e.metric == metric and e.family == block.family and block.lo <= e.addr <= block.hi
-                and (node is None or e.node == node) and start in wanted and start >= oldest):
+        if (
+            e.metric == metric
+            and e.family == block.family
+            and block.lo <= e.addr <= block.hi
+            and (node is None or e.node == node)
+            and start in wanted
+            and start >= oldest
+        ):
             total += e.n
     return total
 
 
 def to_decoded(events: list[Ev]) -> DecodedBatch:
     return DecodedBatch(
-        node=[e.node for e in events], ts=[e.ts for e in events], family=[e.family for e in events],
-        addr=[e.addr for e in events], metric=[e.metric for e in events], n=[e.n for e in events],
-        sessions=[], rejected=[],
+        node=[e.node for e in events],
+        ts=[e.ts for e in events],
+        family=[e.family for e in events],
+        addr=[e.addr for e in events],
+        metric=[e.metric for e in events],
+        n=[e.n for e in events],
+        sessions=[],
+        rejected=[],
     )
 
 
@@ -60,10 +80,31 @@ def block_of(family: int, addr: int, prefix: int) -> Block:
 
 
 # Small address pools so that blocks at every mask length really contain several events.
-V4_POOL = [int(ipaddress.ip_address(a)) for a in
-           ("10.0.0.1", "10.0.0.2", "10.0.1.7", "10.200.3.4", "192.0.2.255", "203.0.113.9", "0.0.0.0", "255.255.255.255")]
-V6_POOL = [int(ipaddress.ip_address(a)) for a in
-           ("2001:db8::1", "2001:db8::2", "2001:db8:0:1::5", "2001:db8:ffff::1", "fe80::1", "::1", "ffff:" + "ffff:" * 6 + "ffff")]
+V4_POOL = [
+    int(ipaddress.ip_address(a))
+    for a in (
+        "10.0.0.1",
+        "10.0.0.2",
+        "10.0.1.7",
+        "10.200.3.4",
+        "192.0.2.255",
+        "203.0.113.9",
+        "0.0.0.0",
+        "255.255.255.255",
+    )
+]
+V6_POOL = [
+    int(ipaddress.ip_address(a))
+    for a in (
+        "2001:db8::1",
+        "2001:db8::2",
+        "2001:db8:0:1::5",
+        "2001:db8:ffff::1",
+        "fe80::1",
+        "::1",
+        "ffff:" + "ffff:" * 6 + "ffff",
+    )
+]
 
 addresses = st.one_of(
     st.tuples(st.just(4), st.one_of(st.sampled_from(V4_POOL), st.integers(0, 2**32 - 1))),
@@ -73,10 +114,12 @@ events_st = st.lists(
     st.builds(
         lambda node, ts, fa, metric, n: Ev(node, ts, fa[0], fa[1], metric, n),
         st.sampled_from(NODES),
-        st.one_of(st.floats(NOW - 400, NOW + 1, allow_nan=False),
-                  st.floats(NOW - 1200, NOW + 1, allow_nan=False),
-                  st.floats(NOW - 8000, NOW + 1, allow_nan=False),
-                  st.sampled_from([NOW - 300.0 * k for k in range(8)] + [1_764_000_000.0, 1_763_999_999.999])),
+        st.one_of(
+            st.floats(NOW - 400, NOW + 1, allow_nan=False),
+            st.floats(NOW - 1200, NOW + 1, allow_nan=False),
+            st.floats(NOW - 8000, NOW + 1, allow_nan=False),
+            st.sampled_from([NOW - 300.0 * k for k in range(8)] + [1_764_000_000.0, 1_763_999_999.999]),
+        ),
         addresses,
         st.integers(0, 2),
         st.one_of(st.just(1), st.integers(1, 1000)),
@@ -85,9 +128,14 @@ events_st = st.lists(
 )
 queries_st = st.lists(
     st.tuples(
-        st.sampled_from(MONITORS), st.integers(0, 2), st.integers(0, 128), st.integers(0, 5), st.integers(0, 5),
+        st.sampled_from(MONITORS),
+        st.integers(0, 2),
+        st.integers(0, 128),
+        st.integers(0, 5),
+        st.integers(0, 5),
         st.one_of(st.just(NOW), st.floats(NOW - 3000, NOW + 600, allow_nan=False)),
-        st.sampled_from((None, *NODES)), st.integers(0, 10**6),
+        st.sampled_from((None, *NODES)),
+        st.integers(0, 10**6),
     ),
     min_size=1,
     max_size=25,
@@ -111,7 +159,9 @@ def apply_in_batches(events: list[Ev], replica: Replica, via_wire: bool) -> None
         offset += chunk_size
         if not chunk:
             continue
-        delta = delta_from_decoded(to_decoded(chunk), partition % 2, 1000 * partition, 1000 * partition + len(chunk) - 1)
+        delta = delta_from_decoded(
+            to_decoded(chunk), partition % 2, 1000 * partition, 1000 * partition + len(chunk) - 1
+        )
         if via_wire:
             delta = decode_delta(encode_delta(delta))
         assert replica.apply(delta, NOW)
@@ -177,8 +227,12 @@ def test_expire_frees_windows_and_expired_windows_answer_zero() -> None:
 
 
 sessions_st = st.lists(
-    st.tuples(st.sampled_from(("open", "open", "close", "reset")), st.sampled_from(NODES), addresses,
-              st.sampled_from(("SMTP", "ECStream"))),
+    st.tuples(
+        st.sampled_from(("open", "open", "close", "reset")),
+        st.sampled_from(NODES),
+        addresses,
+        st.sampled_from(("SMTP", "ECStream")),
+    ),
     max_size=80,
 )
 
@@ -199,7 +253,9 @@ def test_session_gauge_matches_replayed_oracle(ops: list, prefix: int, pick: int
     evs = [Ev(nd, NOW, fa[0], fa[1], 0, 1) for _, nd, fa, _ in ops]
     block = make_block(evs, prefix, pick)
     for service in ("SMTP", "ECStream"):
-        expected = sum(v for (nd, svc, fam, addr), v in level.items()
-                       if svc == service and fam == block.family and block.lo <= addr <= block.hi
-                       and (node is None or nd == node))
+        expected = sum(
+            v
+            for (nd, svc, fam, addr), v in level.items()
+            if svc == service and fam == block.family and block.lo <= addr <= block.hi and (node is None or nd == node)
+        )
         assert gauge.count(block, service, node) == expected

@@ -29,7 +29,12 @@ def test_range_sums_across_merges_match_brute_force(family: int) -> None:
         ref_counts = np.array(all_counts)
         top = 2**32 - 1 if family == 4 else 2**128 - 1
         shift = 0 if family == 4 else 64
-        for lo, hi in [(0, top), (100 << shift, 100 << shift), (5000 << shift, 9000 << shift), (all_addrs[3], all_addrs[3])]:
+        for lo, hi in [
+            (0, top),
+            (100 << shift, 100 << shift),
+            (5000 << shift, 9000 << shift),
+            (all_addrs[3], all_addrs[3]),
+        ]:
             expected = int(ref_counts[(ref_addrs >= lo) & (ref_addrs <= hi)].sum())
             assert cell.range_sum(lo, hi) == expected
     assert cell.total() == sum(all_counts)
