@@ -83,7 +83,7 @@ def build_request(
     return request
 
 
-def default_reply_topic() -> str:
+def _default_reply_topic() -> str:
     """Unique per client so replies never mix: ``audit.replies.<host>-<pid>-<random>``."""
     host = "".join(c if c.isalnum() or c in "._-" else "-" for c in socket.gethostname()) or "host"
     return f"audit.replies.{host[:100]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -110,7 +110,7 @@ class AuditClient:
         self.at = at
         self.cluster = cluster
         self.bootstrap = bootstrap or settings.bootstrap
-        self.reply_topic = reply_topic or default_reply_topic()
+        self.reply_topic = reply_topic or _default_reply_topic()
         self.timeout_s = timeout_s
         self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._producer: AIOKafkaProducer | None = None

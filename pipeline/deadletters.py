@@ -85,7 +85,8 @@ def register(subparsers: Any) -> None:
         help="show rejected events and requests: 'offset reason detail' per line",
         description="Show the last dead letters (or all with --from-beginning); --follow waits for more.",
     )
-    parser.add_argument("--from-beginning", action="store_true", help="every letter still retained")
-    parser.add_argument("--last", type=int, default=20, metavar="N", help="how many recent letters (default 20)")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--from-beginning", action="store_true", help="every letter still retained")
+    start.add_argument("--last", type=int, default=20, metavar="N", help="how many recent letters (default 20)")
     parser.add_argument("-f", "--follow", action="store_true", help="keep printing new letters until Ctrl-C")
     parser.set_defaults(func=_run)

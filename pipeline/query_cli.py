@@ -57,11 +57,10 @@ def _add_scope(parser: argparse.ArgumentParser, cluster_help: str) -> None:
 
 def _run_query(args: argparse.Namespace, settings: Settings) -> int:
     options: dict[str, Any] = {"cidr": args.cidr, "startv": args.startv, "endv": args.endv}
-    cidr_only = args.cidr
 
     async def work(client: AuditClient) -> int:
         if args.op == "inbound_session_count":
-            return await client.inbound_session_count(cidr_only, args.service)
+            return await client.inbound_session_count(args.cidr, args.service)
         return await client.query(args.op, args.monitor, options)
 
     status, value = run_with_client(
