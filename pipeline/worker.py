@@ -80,13 +80,15 @@ class Worker:
         self._stopping = asyncio.Event()
         self.stats = Counter[str]()
         self.failure: BaseException | None = None
+        self._replies: set[asyncio.Task[None]] = set()
         self._caught_up = asyncio.Condition()
 
     # ---- life cycle -------------------------------------------------------------------------
     async def start(self) -> None:
         common: dict[str, Any] = {"bootstrap_servers": self.bootstrap}
         self.producer = AIOKafkaProducer(**common, linger_ms=5, acks="all", max_request_size=16 << 20)
-        self.reply_producer = AIOKafkaProducer(**common, linger_ms=0, acks=1)
+        # Replies: no linger, and a short metadata wait so a bad reply_to fails fast.
+        self.reply_producer = AIOKafkaProducer(**common, linger_ms=0, acks=1, request_timeout_ms=5000)
         self._state_consumer = AIOKafkaConsumer(
             **common, enable_auto_commit=False, fetch_max_bytes=64 << 20, max_partition_fetch_bytes=16 << 20
         )
@@ -278,10 +280,7 @@ class Worker:
         try:
             obj, reply_to = read_envelope(record.value)
         except Unroutable as exc:
-            await self.producer.send(
-                self.settings.deadletter_topic,
-                _request_dead_letter(exc, tp, record),
-            )
+            await self._dead_letter(Rejection(exc.reason, exc.detail, record.value or b""), tp, record.offset)
             return
         request_id = obj.get("id")
         try:
@@ -291,10 +290,21 @@ class Worker:
             value = reply_error(request_id, exc)
         key = request_id.encode() if isinstance(request_id, str) else None
         self.stats["requests"] += 1
+        # Sent in the background: a reply topic that does not exist must not stall other answers.
+        task = asyncio.create_task(self._reply(reply_to, key, value, tp, record))
+        self._replies.add(task)
+        task.add_done_callback(self._replies.discard)
+
+    async def _reply(self, reply_to: str, key: bytes | None, value: bytes, tp: TopicPartition, record: Any) -> None:
         try:
-            await self.reply_producer.send(reply_to, value, key=key)
+            await self.reply_producer.send_and_wait(reply_to, value, key=key)
         except KafkaError as exc:
-            log.warning("cannot reply to %r: %s", reply_to, exc)
+            detail = f"cannot deliver the reply to {reply_to!r}: {exc!r}"
+            await self._dead_letter(Rejection("undeliverable_reply", detail, record.value or b""), tp, record.offset)
+
+    async def _dead_letter(self, rejection: Rejection, tp: TopicPartition, offset: int) -> None:
+        letter = dead_letter_record(rejection, tp.topic, tp.partition, offset)
+        await self.producer.send(self.settings.deadletter_topic, orjson.dumps(letter))
 
     # ---- clock -------------------------------------------------------------------------------
     async def _clock_loop(self) -> None:
@@ -316,11 +326,6 @@ class Worker:
             if 0 in self.owned:
                 for value in summaries:
                     await self.producer.send(self.settings.windows_topic, value)
-
-
-def _request_dead_letter(exc: Unroutable, tp: TopicPartition, record: Any) -> bytes:
-    rejection = Rejection(exc.reason, exc.detail, record.value or b"")
-    return orjson.dumps(dead_letter_record(rejection, tp.topic, tp.partition, record.offset))
 
 
 async def _partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[int]:

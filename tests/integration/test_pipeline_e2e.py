@@ -182,11 +182,15 @@ async def test_every_error_code_and_unroutable_requests(kafka_bootstrap: str) ->
             await rq.send_raw(b"this is not json")
             await rq.send_raw(orjson.dumps({"id": "no-reply-to", "op": "connections"}))
             await rq.send_raw(orjson.dumps(["an", "array"]))
-            # The worker is still there and answering.
-            ok = await rq.ask({"op": "connections", "monitor": "300, 6", "cluster": True, "ip": "192.0.2.1"})
+            nowhere = {"id": "lost", "reply_to": "no.such.topic", "op": "connections", "monitor": "60,1", "cluster": True}
+            await rq.send_raw(orjson.dumps({**nowhere, "ip": "10.0.0.1"}))
+            # The worker is still there, and answers at once although one reply cannot be delivered.
+            ok = await rq.ask({"op": "connections", "monitor": "300, 6", "cluster": True, "ip": "192.0.2.1"}, timeout_s=3)
             assert ok["ok"] is True and ok["value"] == 0
-        dead = await read_topic(kafka_bootstrap, settings.deadletter_topic, min_count=3)
-        assert dead_letter_reasons(dead) == Counter({"invalid_json": 1, "missing_reply_to": 1, "not_an_object": 1})
+        dead = await read_topic(kafka_bootstrap, settings.deadletter_topic, min_count=4)
+        assert dead_letter_reasons(dead) == Counter(
+            {"invalid_json": 1, "missing_reply_to": 1, "not_an_object": 1, "undeliverable_reply": 1}
+        )
         assert all(orjson.loads(r.value)["source_topic"] == settings.requests_topic for r in dead)
     finally:
         stop_all(workers)
