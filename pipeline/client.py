@@ -30,7 +30,6 @@ __all__ = [
     "SyncAuditClient",
     "Options",
     "build_request",
-    "resolve_bootstrap",
     "DEFAULT_TIMEOUT_S",
 ]
 
@@ -43,15 +42,6 @@ Options = Mapping[str, Any] | str | None
 OPTION_KEYS: tuple[str, ...] = ("startv", "endv", "cidr", "cluster")
 
 DEFAULT_TIMEOUT_S = 10.0
-
-
-def resolve_bootstrap(settings: Settings) -> str:
-    """The configured cluster, or the bundled local broker (started on demand), for every command."""
-    if settings.uses_local_kafka:
-        from .local_kafka import ensure_local_kafka
-
-        return ensure_local_kafka(settings)
-    return settings.bootstrap
 
 
 def build_request(

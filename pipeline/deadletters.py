@@ -15,8 +15,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from .client import resolve_bootstrap
 from .errors import InboundAuditError
+from .local_kafka import resolve_bootstrap
 from .settings import Settings
 
 __all__ = ["register", "format_letter", "tail_deadletters"]

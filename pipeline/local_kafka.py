@@ -10,7 +10,7 @@ from pathlib import Path
 from .errors import LocalKafkaError
 from .settings import Settings
 
-__all__ = ["ensure_local_kafka", "stop_local_kafka", "local_kafka_running", "SCRIPT"]
+__all__ = ["ensure_local_kafka", "stop_local_kafka", "local_kafka_running", "resolve_bootstrap", "SCRIPT"]
 
 #: The one script that knows how to run Kafka locally; located from the source tree, not the cwd.
 SCRIPT = Path(__file__).resolve().parent.parent / "deploy" / "kafka"
@@ -56,3 +56,8 @@ def local_kafka_running(settings: Settings) -> bool:
     if result.returncode not in (0, 3):
         raise _failure(result, "status")
     return result.returncode == 0
+
+
+def resolve_bootstrap(settings: Settings) -> str:
+    """The configured cluster, or the bundled local broker (started on demand), for every command."""
+    return ensure_local_kafka(settings) if settings.uses_local_kafka else settings.bootstrap

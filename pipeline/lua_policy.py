@@ -31,8 +31,9 @@ from typing import Any
 
 import lupa
 
-from .client import DEFAULT_TIMEOUT_S, SyncAuditClient, resolve_bootstrap
+from .client import DEFAULT_TIMEOUT_S, SyncAuditClient
 from .errors import AuditError, InboundAuditError
+from .local_kafka import resolve_bootstrap
 from .settings import Settings
 
 __all__ = ["CONSTANTS", "HOOK_ARGS", "LuaPolicyError", "PolicyOutcome", "run_policy", "register"]

@@ -13,8 +13,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from .client import DEFAULT_TIMEOUT_S, AuditClient, resolve_bootstrap
+from .client import DEFAULT_TIMEOUT_S, AuditClient
 from .errors import AuditError
+from .local_kafka import resolve_bootstrap
 from .query import OPS
 from .settings import Settings
 from .windows import Monitor

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from .client import resolve_bootstrap
+from .local_kafka import resolve_bootstrap
 from .publisher import EventPublisher
 from .settings import Settings
 

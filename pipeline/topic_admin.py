@@ -17,7 +17,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from .errors import InboundAuditError
-from .local_kafka import ensure_local_kafka
+from .local_kafka import resolve_bootstrap
 from .settings import Settings
 from .topic_specs import TopicSpec, topic_specs
 
@@ -115,15 +115,8 @@ async def ensure_topics(settings: Settings, bootstrap: str) -> TopicReport:
     )
 
 
-def _bootstrap(settings: Settings) -> str:
-    """The configured cluster, or the bundled local broker (started on demand)."""
-    if settings.uses_local_kafka:
-        return ensure_local_kafka(settings)
-    return settings.bootstrap
-
-
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    report = asyncio.run(ensure_topics(settings, _bootstrap(settings)))
+    report = asyncio.run(ensure_topics(settings, resolve_bootstrap(settings)))
     for line in report.lines():
         print(line)
     return 1 if report.mismatches else 0

@@ -34,7 +34,7 @@ from aiokafka.errors import KafkaError
 from .delta import decode_delta, delta_from_decoded, encode_delta
 from .errors import AuditError
 from .events import DecodedBatch, EventDecoder, Rejection, dead_letter_record
-from .local_kafka import ensure_local_kafka
+from .local_kafka import resolve_bootstrap
 from .query import Unroutable, answer, parse_request, read_envelope, reply_error, reply_value
 from .replica import Replica
 from .settings import Settings
@@ -339,7 +339,7 @@ async def _partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
 
 
 async def _serve(settings: Settings) -> None:
-    bootstrap = ensure_local_kafka(settings) if settings.uses_local_kafka else settings.bootstrap
+    bootstrap = resolve_bootstrap(settings)
     report = await ensure_topics(settings, bootstrap)
     for line in report.lines():
         log.info("%s", line)

@@ -7,12 +7,14 @@ import re
 import time
 from collections import Counter
 
+import jsonschema
 import orjson
 import pytest
 from audit_oracle import Monitor, Stream, generate, random_requests
 from harness import Requester, WorkerProcess, isolated_env, prepare_topics, publish, read_topic
 
 from pipeline.settings import Settings
+from pipeline.topic_specs import load_schema
 
 pytestmark = pytest.mark.integration
 
@@ -84,9 +86,11 @@ async def test_differential_single_worker(kafka_bootstrap: str) -> None:
             await assert_answers_match(rq, stream, 500, seed=12)
         dead = await read_topic(kafka_bootstrap, settings.deadletter_topic, min_count=sum(stream.bad.values()))
         assert dead_letter_reasons(dead) == Counter(stream.bad)
+        schema = load_schema("deadletter")
         for record in dead:
             letter = orjson.loads(record.value)
-            assert letter["source_topic"] == settings.events_topic and letter["offset"] >= 0 and letter["detail"]
+            jsonschema.validate(letter, schema)
+            assert letter["source_topic"] == settings.events_topic and letter["detail"]
     finally:
         stop_all(workers)
 
@@ -216,6 +220,8 @@ async def test_window_summaries_are_published_when_windows_close(kafka_bootstrap
             if any(s["window_start"] == start and s["scope"] == "cluster" for s in records):
                 break
             await asyncio.sleep(0.5)
+        for summary in records:
+            jsonschema.validate(summary, load_schema("window-summary"))
         mine = {(s["scope"], s.get("node")): s for s in records if s["window_start"] == start}
         cluster = mine[("cluster", None)]
         assert cluster["monitor"] == "2,5" and cluster["window_end"] == start + 2
