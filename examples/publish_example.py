@@ -2,7 +2,7 @@
 
 import asyncio
 
-from pipeline.client import resolve_bootstrap
+from pipeline.local_kafka import resolve_bootstrap
 from pipeline.publisher import EventPublisher
 from pipeline.settings import load_settings
 
