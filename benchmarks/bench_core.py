@@ -21,6 +21,7 @@ import tracemalloc
 
 import numpy as np
 import orjson
+from bench_decode import ipv4_address, ipv6_address  # run as a script: benchmarks/ is on sys.path
 
 from pipeline.cidr import Block
 from pipeline.delta import decode_delta, delta_from_decoded, encode_delta
@@ -33,14 +34,6 @@ NOW = 1_764_000_000.0 + 150
 MESSAGES = 200
 EVENTS_PER_MESSAGE = 1_000
 RUNS = 5
-
-
-def _ipv4(i: int) -> str:
-    return f"{11 + (i >> 24) % 200}.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
-
-
-def _ipv6(i: int) -> str:
-    return f"2001:db8:{(i >> 32) & 0xFFFF:x}:{(i >> 16) & 0xFFFF:x}::{i & 0xFFFF:x}"
 
 
 def _messages(make_ip, rng: random.Random) -> list[bytes]:
@@ -122,7 +115,7 @@ def main() -> None:
     calib = min(timeit.repeat("sum(range(1000))", number=2000, repeat=5)) / 2000 * 1e6
     print(f"cpu calibration: sum(range(1000)) = {calib:.1f} us (a typical server core: 8-12 us)")
     rng = random.Random(5)
-    for label, make_ip in (("IPv4", _ipv4), ("IPv6", _ipv6)):
+    for label, make_ip in (("IPv4", ipv4_address), ("IPv6", ipv6_address)):
         messages = _messages(make_ip, rng)
         for per_batch in (1, 20):
             rates = [_ingest_rate(messages, per_batch) for _ in range(RUNS)]

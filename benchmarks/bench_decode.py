@@ -23,11 +23,11 @@ RUNS = 7
 NOW = 1_700_000_000.0
 
 
-def _v4(i: int) -> str:
+def ipv4_address(i: int) -> str:
     return f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
 
 
-def _v6(i: int) -> str:
+def ipv6_address(i: int) -> str:
     return f"2001:db8:{(i >> 32) & 0xFFFF:x}:{(i >> 16) & 0xFFFF:x}::{i & 0xFFFF:x}"
 
 
@@ -71,7 +71,7 @@ def _loads_only(messages: list[bytes]) -> float:
 
 def main() -> None:
     """Print median microseconds per event per case."""
-    for family, make_ip in (("IPv4", _v4), ("IPv6", _v6)):
+    for family, make_ip in (("IPv4", ipv4_address), ("IPv6", ipv6_address)):
         for distinct in (True, False):
             messages = _messages(make_ip, distinct)
             total = statistics.median(_run(messages) for _ in range(RUNS))

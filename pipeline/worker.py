@@ -132,8 +132,17 @@ class Worker:
         log.critical("%s loop failed; stopping the worker", task.get_name(), exc_info=self.failure)
         self._stopping.set()
 
+    def _log_stats(self) -> None:
+        log.info(
+            "stats: counted %d events, dead-lettered %d, answered %d requests",
+            self.stats["events"],
+            self.stats["dead_letters"],
+            self.stats["requests"],
+        )
+
     async def stop(self) -> None:
         self._stopping.set()
+        self._log_stats()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -314,12 +323,7 @@ class Worker:
             await asyncio.sleep(1.0)
             if self.stats != logged:
                 logged = dict(self.stats)
-                log.info(
-                    "stats: counted %d events, dead-lettered %d, answered %d requests",
-                    self.stats["events"],
-                    self.stats["dead_letters"],
-                    self.stats["requests"],
-                )
+                self._log_stats()
             now = self.clock()
             self.replica.counts.expire(now)
             summaries = self.summaries.due(self.replica.counts, now)

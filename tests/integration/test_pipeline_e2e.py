@@ -74,16 +74,18 @@ async def publish_stream(settings: Settings, stream: Stream) -> None:
     await publish(settings.bootstrap, settings.events_topic, stream.messages)
 
 
-async def test_differential_single_worker(kafka_bootstrap: str) -> None:
+async def run_differential(kafka_bootstrap: str, n_workers: int, seed: int) -> list[WorkerProcess]:
+    """Publish a generated stream to ``n_workers`` workers; every answer and dead letter must match."""
     env = isolated_env(kafka_bootstrap, 4, MONITORS_ENV)
     settings = await prepare_topics(env)
-    stream = generate(MONITORS, time.time(), 50_000, seed=11)
-    workers = await start_workers(env, 1)
+    stream = generate(MONITORS, time.time(), 50_000, seed=seed)
+    workers = await start_workers(env, n_workers)
     try:
+        await asyncio.gather(*(w.wait_for_log("owning events partitions") for w in workers))
         await publish_stream(settings, stream)
         async with Requester(settings) as rq:
             await wait_caught_up(rq, stream)
-            await assert_answers_match(rq, stream, 500, seed=12)
+            await assert_answers_match(rq, stream, 500, seed=seed + 1)
         dead = await read_topic(kafka_bootstrap, settings.deadletter_topic, min_count=sum(stream.bad.values()))
         assert dead_letter_reasons(dead) == Counter(stream.bad)
         schema = load_schema("deadletter")
@@ -91,36 +93,26 @@ async def test_differential_single_worker(kafka_bootstrap: str) -> None:
             letter = orjson.loads(record.value)
             jsonschema.validate(letter, schema)
             assert letter["source_topic"] == settings.events_topic and letter["detail"]
+        return workers
     finally:
         stop_all(workers)
+
+
+async def test_differential_single_worker(kafka_bootstrap: str) -> None:
+    await run_differential(kafka_bootstrap, 1, seed=11)
 
 
 async def test_two_workers_four_partitions(kafka_bootstrap: str) -> None:
-    env = isolated_env(kafka_bootstrap, 4, MONITORS_ENV)
-    settings = await prepare_topics(env)
-    stream = generate(MONITORS, time.time(), 50_000, seed=21)
-    workers = await start_workers(env, 2)
-    try:
-        await asyncio.gather(*(w.wait_for_log("owning events partitions") for w in workers))
-        await publish_stream(settings, stream)
-        async with Requester(settings) as rq:
-            await wait_caught_up(rq, stream)
-            await assert_answers_match(rq, stream, 500, seed=22)
-        # Both workers answered part of the requests (the request partitions are spread).
-        served = [0, 0]
-        for _ in range(30):  # the stats line is logged once a second
-            served = [
-                max((int(m) for line in w.lines for m in re.findall(r"answered (\d+) requests", line)), default=0)
-                for w in workers
-            ]
-            if all(served):
-                break
-            await asyncio.sleep(0.5)
-        assert all(served), f"requests were not spread over both workers: {served}"
-        dead = await read_topic(kafka_bootstrap, settings.deadletter_topic, min_count=sum(stream.bad.values()))
-        assert dead_letter_reasons(dead) == Counter(stream.bad)
-    finally:
-        stop_all(workers)
+    workers = await run_differential(kafka_bootstrap, 2, seed=21)
+    # Both workers owned events partitions and answered part of the requests.
+    for w in workers:
+        owned = [line for line in w.lines if "owning events partitions" in line]
+        assert owned and "[]" not in owned[-1], (w.name, owned)
+    served = [
+        max((int(m) for line in w.lines for m in re.findall(r"answered (\d+) requests", line)), default=0)
+        for w in workers
+    ]
+    assert all(served), f"requests were not spread over both workers: {served}"
 
 
 async def test_sigkill_mid_stream_loses_and_duplicates_nothing(kafka_bootstrap: str) -> None:
@@ -186,10 +178,11 @@ async def test_every_error_code_and_unroutable_requests(kafka_bootstrap: str) ->
             await rq.send_raw(b"this is not json")
             await rq.send_raw(orjson.dumps({"id": "no-reply-to", "op": "connections"}))
             await rq.send_raw(orjson.dumps(["an", "array"]))
-            nowhere = {"id": "lost", "reply_to": "no.such.topic", "op": "connections", "monitor": "60,1", "cluster": True}
-            await rq.send_raw(orjson.dumps({**nowhere, "ip": "10.0.0.1"}))
+            nowhere = {"id": "lost", "reply_to": "no.such.topic", "op": "connections", "monitor": "60,1"}
+            await rq.send_raw(orjson.dumps({**nowhere, "cluster": True, "ip": "10.0.0.1"}))
             # The worker is still there, and answers at once although one reply cannot be delivered.
-            ok = await rq.ask({"op": "connections", "monitor": "300, 6", "cluster": True, "ip": "192.0.2.1"}, timeout_s=3)
+            ok_request = {"op": "connections", "monitor": "300, 6", "cluster": True, "ip": "192.0.2.1"}
+            ok = await rq.ask(ok_request, timeout_s=3)
             assert ok["ok"] is True and ok["value"] == 0
         dead = await read_topic(kafka_bootstrap, settings.deadletter_topic, min_count=4)
         assert dead_letter_reasons(dead) == Counter(
