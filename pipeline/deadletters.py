@@ -46,7 +46,11 @@ async def tail_deadletters(
     settings: Settings, bootstrap: str, *, last: int | None, follow: bool, emit: Callable[[str], object] = print
 ) -> int:
     """Emit dead letters (the last ``last`` per partition, or all when None); return how many."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=200)
+    # read_committed: a dead letter whose batch was rolled back (a crashed or fenced worker) is
+    # not shown; the batch is re-read and its dead letters committed again.
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=200, isolation_level="read_committed"
+    )
     try:
         await consumer.start()
         tps = await _partitions(consumer, settings.deadletter_topic)

@@ -53,8 +53,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._worker = worker
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        async with self._worker.ingest_lock:
-            self._worker.owned.difference_update(tp.partition for tp in revoked)
+        await self._worker.give_up([tp.partition for tp in revoked])
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         await self._worker.take_over(assigned)
@@ -81,16 +80,23 @@ class Worker:
         self.stats = Counter[str]()
         self.failure: BaseException | None = None
         self._replies: set[asyncio.Task[None]] = set()
+        self._owner_producers: dict[int, AIOKafkaProducer] = {}
         self._caught_up = asyncio.Condition()
 
     # ---- life cycle -------------------------------------------------------------------------
     async def start(self) -> None:
         common: dict[str, Any] = {"bootstrap_servers": self.bootstrap}
-        self.producer = AIOKafkaProducer(**common, linger_ms=5, acks="all", max_request_size=16 << 20)
+        self.producer = AIOKafkaProducer(**common, linger_ms=5, acks="all")
         # Replies: no linger, and a short metadata wait so a bad reply_to fails fast.
         self.reply_producer = AIOKafkaProducer(**common, linger_ms=0, acks=1, request_timeout_ms=5000)
+        # Only committed deltas count: a batch whose transaction was aborted (or whose owner was
+        # fenced off as a zombie) is never applied.
         self._state_consumer = AIOKafkaConsumer(
-            **common, enable_auto_commit=False, fetch_max_bytes=64 << 20, max_partition_fetch_bytes=16 << 20
+            **common,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            fetch_max_bytes=64 << 20,
+            max_partition_fetch_bytes=16 << 20,
         )
         self.events_consumer = AIOKafkaConsumer(
             **common,
@@ -149,7 +155,7 @@ class Worker:
         for client in (self.events_consumer, self.requests_consumer, self._state_consumer):
             if client is not None:
                 await client.stop()
-        for producer in (self.producer, self.reply_producer):
+        for producer in (self.producer, self.reply_producer, *self._owner_producers.values()):
             await producer.stop()
 
     async def run(self) -> None:
@@ -182,7 +188,7 @@ class Worker:
     async def _replicate_loop(self) -> None:
         consumer = self._state_consumer
         assert consumer is not None
-        await self._mark_caught_up()
+        tps = sorted(consumer.assignment())
         while True:
             batches = await consumer.getmany(timeout_ms=200, max_records=1000)
             now = self.clock()
@@ -192,8 +198,14 @@ class Worker:
                         self.replica.apply(decode_delta(record.value), now)
                     except ValueError:
                         log.exception("skipping undecodable state record %s@%d", tp, record.offset)
-                self._state_positions[tp.partition] = records[-1].offset + 1
-            if batches:
+            # The consumer's position, not the last record's offset + 1: transaction markers
+            # occupy offsets too, and the end offset counts them.
+            moved = False
+            for tp in tps:
+                position = await consumer.position(tp)
+                moved |= position != self._state_positions.get(tp.partition)
+                self._state_positions[tp.partition] = position
+            if moved or not self.ready.is_set():
                 await self._mark_caught_up()
 
     async def _mark_caught_up(self) -> None:
@@ -209,9 +221,23 @@ class Worker:
 
     # ---- ingest ------------------------------------------------------------------------------
     async def take_over(self, assigned: list[TopicPartition]) -> None:
-        """Resume each newly assigned events partition right after its last applied delta."""
+        """Resume each newly assigned events partition right after its last applied delta.
+
+        The partition's transactional producer starts first: that fences off any previous owner
+        still running (its open transaction is aborted), so the state partition's end read next
+        is final, and the replica is caught up to it before any event is read.
+        """
         consumer = self._state_consumer
         assert consumer is not None
+        for tp in assigned:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap,
+                transactional_id=f"{self.settings.group_id}.events-{tp.partition}",
+                linger_ms=5,
+                max_request_size=16 << 20,
+            )
+            await producer.start()
+            self._owner_producers[tp.partition] = producer
         state_tps = [TopicPartition(self.settings.state_topic, tp.partition) for tp in assigned]
         ends = await consumer.end_offsets(state_tps) if state_tps else {}
         committed = {tp: await self.events_consumer.committed(tp) for tp in assigned}
@@ -225,6 +251,15 @@ class Worker:
                 await self.events_consumer.seek_to_beginning(tp)
             self.owned.add(tp.partition)
         log.info("owning events partitions %s", sorted(self.owned))
+
+    async def give_up(self, partitions: list[int]) -> None:
+        """Stop owning ``partitions`` once the batch in flight (if any) is published."""
+        async with self.ingest_lock:
+            for partition in partitions:
+                self.owned.discard(partition)
+                producer = self._owner_producers.pop(partition, None)
+                if producer is not None:
+                    await producer.stop()
 
     async def _ingest_loop(self) -> None:
         consumer = self.events_consumer
@@ -266,11 +301,13 @@ class Worker:
         delta = delta_from_decoded(batch, tp.partition, first_offset, last_offset)
         self.stats["events"] += delta.event_count + len(delta.sessions)
         self.stats["dead_letters"] += len(dead)
-        # Dead letters first, the delta last: a crash in between re-reads the batch, so a dead
-        # letter may repeat but a count never does (the delta is what marks the batch done).
-        sent = [await self.producer.send(self.settings.deadletter_topic, value) for value in dead]
-        await asyncio.gather(*sent)
-        await self.producer.send_and_wait(self.settings.state_topic, encode_delta(delta), partition=tp.partition)
+        # One transaction: the delta (which marks the batch done) and its dead letters are
+        # published together or not at all.
+        producer = self._owner_producers[tp.partition]
+        async with producer.transaction():
+            for value in dead:
+                await producer.send(self.settings.deadletter_topic, value)
+            await producer.send(self.settings.state_topic, encode_delta(delta), partition=tp.partition)
 
     def _oldest_kept(self, now_s: float) -> float:
         return min(m.oldest_kept_start(now_s) for m in self.settings.monitors)

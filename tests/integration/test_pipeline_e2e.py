@@ -142,6 +142,9 @@ async def test_sigkill_mid_stream_loses_and_duplicates_nothing(kafka_bootstrap: 
         async with Requester(settings) as rq:
             await wait_caught_up(rq, stream)
             await assert_answers_match(rq, stream, 300, seed=32)
+        # Dead letters are committed with their batch's delta: none lost, none repeated.
+        dead = await read_topic(kafka_bootstrap, settings.deadletter_topic, min_count=sum(stream.bad.values()))
+        assert dead_letter_reasons(dead) == Counter(stream.bad)
     finally:
         stop_all([worker])
 

@@ -183,7 +183,12 @@ class Requester:
 
 async def read_topic(bootstrap: str, topic: str, min_count: int = 0, timeout_s: float = 30.0) -> list[Any]:
     """All records of ``topic`` from the beginning (waiting until at least ``min_count``)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level="read_committed",  # what a rolled-back batch wrote does not count
+    )
     await consumer.start()
     try:
         parts = consumer.partitions_for_topic(topic) or set()
