@@ -20,7 +20,7 @@ __all__ = ["PrefixCounts", "KEY_DTYPES", "key_of", "keys_to_ints"]
 KEY_DTYPES: dict[int, np.dtype] = {4: np.dtype(np.uint32), 6: np.dtype("S16")}
 
 #: Pending inserts below this size are scanned at query time instead of merged first.
-_SCAN_PENDING_MAX = 2048
+_SCAN_PENDING_MAX = 16_384
 
 
 def key_of(family: int, value: int) -> np.generic:

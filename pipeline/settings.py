@@ -41,7 +41,7 @@ class Settings:
     group_id: str = "inbound-audit"
     window_grace_s: float = 5.0
     top_talkers: int = 10
-    batch_max_events: int = 50_000
+    batch_max_events: int = 20_000
 
     @property
     def bootstrap(self) -> str:

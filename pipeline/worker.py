@@ -198,6 +198,7 @@ class Worker:
                         self.replica.apply(decode_delta(record.value), now)
                     except ValueError:
                         log.exception("skipping undecodable state record %s@%d", tp, record.offset)
+                    await asyncio.sleep(0)  # queries may run between deltas
             # The consumer's position, not the last record's offset + 1: transaction markers
             # occupy offsets too, and the end offset counts them.
             moved = False
@@ -265,7 +266,7 @@ class Worker:
         consumer = self.events_consumer
         await self.ready.wait()
         while True:
-            batches = await consumer.getmany(timeout_ms=200, max_records=self.settings.batch_max_events)
+            batches = await consumer.getmany(timeout_ms=200, max_records=500)
             if not batches:
                 continue
             async with self.ingest_lock:
@@ -294,6 +295,8 @@ class Worker:
             if len(batch.node) + len(batch.sessions) >= self.settings.batch_max_events or i == len(records) - 1:
                 await self._publish_delta(tp, batch, dead, records[first].offset, record.offset)
                 first, batch, dead = i + 1, DecodedBatch(), []
+            # Let queries in between messages: decoding a whole fetch at once would hold them up.
+            await asyncio.sleep(0)
 
     async def _publish_delta(
         self, tp: TopicPartition, batch: DecodedBatch, dead: list[bytes], first_offset: int, last_offset: int
