@@ -112,10 +112,17 @@ def encode_delta(delta: Delta) -> bytes:
     return b"".join(parts)
 
 
-def decode_delta(raw: bytes) -> Delta:
-    """Inverse of ``encode_delta``; raises ``ValueError`` on anything that is not a delta."""
-    if raw[:4] != _MAGIC:
+def decode_delta(raw: bytes | None) -> Delta:
+    """Inverse of ``encode_delta``; raises ``ValueError`` on anything that is not a whole delta."""
+    if not raw or raw[:4] != _MAGIC:
         raise ValueError("not an inbound-audit delta (bad magic)")
+    try:
+        return _decode_delta(raw)
+    except (KeyError, TypeError, IndexError, struct.error, orjson.JSONDecodeError) as exc:
+        raise ValueError(f"corrupt inbound-audit delta: {exc!r}") from None
+
+
+def _decode_delta(raw: bytes) -> Delta:
     (header_len,) = _HEADER_LEN.unpack_from(raw, 4)
     offset = 8 + header_len
     header = orjson.loads(raw[8:offset])
@@ -123,9 +130,8 @@ def decode_delta(raw: bytes) -> Delta:
     for family, count in ((4, header["n4"]), (6, header["n6"])):
         arrays = []
         for _, dtype in (*_COLUMN_DTYPES, ("key", KEY_DTYPES[family]), ("n", np.dtype(np.int64))):
-            size = dtype.itemsize * count
             arrays.append(np.frombuffer(raw, dtype=dtype, count=count, offset=offset))
-            offset += size
+            offset += dtype.itemsize * count
         families.append(FamilyColumns(family, *arrays))
     if offset != len(raw):
         raise ValueError(f"delta length mismatch: {len(raw)} bytes, expected {offset}")

@@ -6,6 +6,7 @@ import ipaddress
 import math
 from dataclasses import dataclass
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -259,3 +260,11 @@ def test_session_gauge_matches_replayed_oracle(ops: list, prefix: int, pick: int
             if svc == service and fam == block.family and block.lo <= addr <= block.hi and (node is None or nd == node)
         )
         assert gauge.count(block, service, node) == expected
+
+
+def test_corrupt_state_records_are_refused_with_value_error() -> None:
+    good = encode_delta(delta_from_decoded(to_decoded([Ev("n", NOW, 6, V6_POOL[0], 1, 2)]), 0, 0, 0))
+    assert decode_delta(good).v6.n.tolist() == [2]
+    for bad in (None, b"", b"junk", good[:-3], good + b"x", good[:8] + b"[" + good[9:], b"IAD1\x00\x00\x00\x02{}"):
+        with pytest.raises(ValueError):
+            decode_delta(bad)
