@@ -15,8 +15,10 @@ async def main() -> None:
     # The session's context: the connecting IP and this MTA's node name.
     async with AuditClient(settings, ip="192.0.2.66", node="mta-1", bootstrap=bootstrap) as audit:
         print("this IP, this node, current minute:", await audit.connections("60,1"))
-        print("its /24, whole fleet, last 30 min:",
-              await audit.connections("300,6", {"cidr": "/24", "cluster": True, "endv": 5}))
+        print(
+            "its /24, whole fleet, last 30 min:",
+            await audit.connections("300,6", {"cidr": "/24", "cluster": True, "endv": 5}),
+        )
         print("rejections from 192.0.2.0/24 on mta-1:", await audit.rejections("300,6", "192.0.2.0/24"))
         print("SMTP sessions open now from this IP:", await audit.inbound_session_count("/32", "SMTP"))
         try:

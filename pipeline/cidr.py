@@ -115,8 +115,7 @@ def _parse_prefix(cidr: str, text: str) -> int:
     """Plain ASCII decimal, no sign, no spaces, no leading zeros (``/08`` is rejected like ``01.2.3.4``)."""
     if not (text.isascii() and text.isdigit()) or (len(text) > 1 and text[0] == "0"):
         raise _invalid(
-            f"cidr {cidr!r}: prefix length {text!r} is not a plain decimal number "
-            "(no sign, spaces or leading zeros)"
+            f"cidr {cidr!r}: prefix length {text!r} is not a plain decimal number (no sign, spaces or leading zeros)"
         )
     return int(text)
 

@@ -76,8 +76,13 @@ async def tail_deadletters(
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     last = None if args.from_beginning else args.last
     asyncio.run(
-        tail_deadletters(settings, resolve_bootstrap(settings), last=last, follow=args.follow,
-                         emit=lambda line: print(line, flush=True))
+        tail_deadletters(
+            settings,
+            resolve_bootstrap(settings),
+            last=last,
+            follow=args.follow,
+            emit=lambda line: print(line, flush=True),
+        )
     )
     return 0
 

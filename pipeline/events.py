@@ -152,9 +152,7 @@ class EventDecoder:
         """
         out = DecodedBatch() if into is None else into
         if raw is None:
-            out.rejected.append(
-                Rejection("invalid_json", "empty message value (a tombstone), expected JSON", b"")
-            )
+            out.rejected.append(Rejection("invalid_json", "empty message value (a tombstone), expected JSON", b""))
             return out
         if len(raw) > MAX_MESSAGE_BYTES:
             detail = f"message of {len(raw)} bytes exceeds the limit of {MAX_MESSAGE_BYTES} bytes"
@@ -233,9 +231,7 @@ class EventDecoder:
                                     continue
             slow(ev, single_raw, out, now_s, oldest)
 
-    def _decode_slow(
-        self, ev: Any, single_raw: bytes | None, out: DecodedBatch, now_s: float, oldest: float
-    ) -> None:
+    def _decode_slow(self, ev: Any, single_raw: bytes | None, out: DecodedBatch, now_s: float, oldest: float) -> None:
         """Check one event in the documented order; append it to ``out`` or reject it."""
         problem = self._problem(ev, now_s, oldest)
         if problem is not None:
@@ -304,17 +300,13 @@ class EventDecoder:
         return None
 
 
-def dead_letter_record(
-    rejection: Rejection, source_topic: str, partition: int, offset: int
-) -> dict[str, Any]:
+def dead_letter_record(rejection: Rejection, source_topic: str, partition: int, offset: int) -> dict[str, Any]:
     """SPEC section 6 dead-letter value; ``value`` is the first 4 KiB of the original as text.
 
     Invalid UTF-8 becomes U+FFFD; a character cut in half by the 4 KiB limit is dropped.
     """
     head = rejection.value[:DEAD_LETTER_VALUE_BYTES]
-    text = codecs.getincrementaldecoder("utf-8")("replace").decode(
-        head, final=len(head) == len(rejection.value)
-    )
+    text = codecs.getincrementaldecoder("utf-8")("replace").decode(head, final=len(head) == len(rejection.value))
     return {
         "reason": rejection.reason,
         "detail": rejection.detail,

@@ -241,7 +241,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--ip", required=True, help="the connecting IP of the session")
     parser.add_argument("--node", required=True, help="the MTA node the session is on")
     parser.add_argument("--arg", default="", help="the hook's string argument (EHLO name, MAIL FROM address)")
-    parser.add_argument("--cluster-default", action="store_true",
-                        help="without an explicit cluster option, ask about the whole fleet")
+    parser.add_argument(
+        "--cluster-default", action="store_true", help="without an explicit cluster option, ask about the whole fleet"
+    )
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S")
     parser.set_defaults(func=_run)

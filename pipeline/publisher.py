@@ -27,8 +27,9 @@ from .settings import Settings
 __all__ = ["EventPublisher", "encode_batches"]
 
 
-def encode_batches(encoded: list[bytes], max_events: int = MAX_BATCH_EVENTS,
-                   max_bytes: int = MAX_MESSAGE_BYTES) -> Iterator[bytes]:
+def encode_batches(
+    encoded: list[bytes], max_events: int = MAX_BATCH_EVENTS, max_bytes: int = MAX_MESSAGE_BYTES
+) -> Iterator[bytes]:
     """JSON-array message values from already-encoded events, each within both SPEC limits."""
     chunk: list[bytes] = []
     size = 2  # the brackets

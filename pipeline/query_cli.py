@@ -52,8 +52,13 @@ def _add_scope(parser: argparse.ArgumentParser, cluster_help: str) -> None:
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument("--cluster", action="store_true", help=cluster_help)
     scope.add_argument("--node", help="only this MTA node's counts")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
-                        help=f"seconds to wait for a worker's reply (default {DEFAULT_TIMEOUT_S:g})")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="S",
+        help=f"seconds to wait for a worker's reply (default {DEFAULT_TIMEOUT_S:g})",
+    )
 
 
 def _run_query(args: argparse.Namespace, settings: Settings) -> int:

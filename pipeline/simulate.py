@@ -168,8 +168,15 @@ def _progress_printer(total: int) -> Callable[[int, float], None]:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     total = round(args.rate * args.duration)
     result = asyncio.run(
-        simulate(settings, nodes=args.nodes, rate=args.rate, duration=args.duration, seed=args.seed,
-                 bootstrap=resolve_bootstrap(settings), progress=_progress_printer(total))
+        simulate(
+            settings,
+            nodes=args.nodes,
+            rate=args.rate,
+            duration=args.duration,
+            seed=args.seed,
+            bootstrap=resolve_bootstrap(settings),
+            progress=_progress_printer(total),
+        )
     )
     if sys.stdout.isatty():
         print()

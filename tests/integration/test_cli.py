@@ -30,8 +30,21 @@ async def simulated(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFacto
     record = tmp_path_factory.mktemp("simulate") / "events.jsonl"
     async with running_worker(kafka_bootstrap, "3600,2 86400,2") as running:
         t0 = time.time()
-        done = await asyncio.to_thread(run_cli, running.env, "simulate", "--nodes", "3", "--rate", "2000",
-                                       "--duration", "3", "--seed", "7", "--record", str(record))
+        done = await asyncio.to_thread(
+            run_cli,
+            running.env,
+            "simulate",
+            "--nodes",
+            "3",
+            "--rate",
+            "2000",
+            "--duration",
+            "3",
+            "--seed",
+            "7",
+            "--record",
+            str(record),
+        )
         assert done.returncode == 0, done.stderr
         events = [orjson.loads(line) for line in record.read_bytes().splitlines()]
         stream = stream_of_events(events, MONITORS, t0)
@@ -80,11 +93,14 @@ async def test_query_prints_the_value_or_the_error(simulated: Any) -> None:
     args = ["--monitor", "3600,2", "--ip", ip, "--cidr", "/24", "--startv", "0", "--endv", "1", "--node", "sim-2"]
     before = time.time()
     done = await asyncio.to_thread(run_cli, running.env, "query", "rejections", *args)
-    want = {expected(stream, "rejections", "3600,2", {"cidr": "/24", "endv": 1}, ip=ip, node="sim-2", now=now)
-            for now in (before, time.time())}
+    want = {
+        expected(stream, "rejections", "3600,2", {"cidr": "/24", "endv": 1}, ip=ip, node="sim-2", now=now)
+        for now in (before, time.time())
+    }
     assert done.returncode == 0 and int(done.stdout) in want and int(done.stdout) > 0, done
-    failed = await asyncio.to_thread(run_cli, running.env, "query", "connections", "--monitor", "120,5",
-                                     "--cluster", "--ip", ip)
+    failed = await asyncio.to_thread(
+        run_cli, running.env, "query", "connections", "--monitor", "120,5", "--cluster", "--ip", ip
+    )
     assert failed.returncode == 1 and failed.stdout == ""
     assert failed.stderr == "error unknown_monitor: monitor '120,5' is not configured; configured: 3600,2 86400,2\n"
     missing = await asyncio.to_thread(run_cli, running.env, "query", "connections", "--monitor", "3600,2")
@@ -110,8 +126,13 @@ async def test_deadletters_shows_a_malformed_event(simulated: Any, tmp_path: Pat
     assert re.fullmatch(r"0 invalid_ip \S.*300\.1\.2\.3.*", lines[0]), lines
     assert (await dead_letter_lines(running, want="invalid_ip")) == lines
 
-    follower = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "deadletters", "--follow"], cwd=REPO,
-                                env={**os.environ, **running.env}, stdout=subprocess.PIPE, text=True)
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "deadletters", "--follow"],
+        cwd=REPO,
+        env={**os.environ, **running.env},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         first = await asyncio.to_thread(follower.stdout.readline)  # type: ignore[union-attr]
         assert first.startswith("0 invalid_ip ")

@@ -62,8 +62,16 @@ def cases(stream: Stream, count: int, seed: int) -> list[dict[str, Any]]:
             options = {"endv": b} if cidr is None else {"cidr": cidr, "cluster": False}
         if op == "inbound_session_count":
             options = cidr
-        out.append({"op": op, "monitor": monitor.name, "options": options, "ip": ip,
-                    "node": f"mta-{rng.randint(1, 4)}", "service": rng.choice(["SMTP", "ECStream"])})
+        out.append(
+            {
+                "op": op,
+                "monitor": monitor.name,
+                "options": options,
+                "ip": ip,
+                "node": f"mta-{rng.randint(1, 4)}",
+                "service": rng.choice(["SMTP", "ECStream"]),
+            }
+        )
     return out
 
 
@@ -75,8 +83,16 @@ async def ask(client: AuditClient, case: dict[str, Any]) -> int:
 
 
 def oracle(stream: Stream, case: dict[str, Any]) -> Any:
-    return lambda now: expected(stream, case["op"], case["monitor"], case["options"], ip=case["ip"],
-                                node=case["node"], now=now, service=case["service"])
+    return lambda now: expected(
+        stream,
+        case["op"],
+        case["monitor"],
+        case["options"],
+        ip=case["ip"],
+        node=case["node"],
+        now=now,
+        service=case["service"],
+    )
 
 
 async def test_every_options_form_matches_the_oracle(served: Served) -> None:
@@ -95,26 +111,31 @@ async def test_context_ip_node_and_cluster_default(served: Served) -> None:
     """Like a policy: the connecting ip and node come from the client, not from each call."""
     stream = served.stream
     ip = "203.0.113.7"
-    async with AuditClient(served.running.settings, ip=ip, node="mta-2") as local, \
-            AuditClient(served.running.settings, ip=ip, cluster=True) as fleet:
+    async with (
+        AuditClient(served.running.settings, ip=ip, node="mta-2") as local,
+        AuditClient(served.running.settings, ip=ip, cluster=True) as fleet,
+    ):
         for options in (None, "/24", {"cidr": "/24", "endv": 5}, {"cidr": "/24", "cluster": False, "endv": 5}):
             got, want = await settled(
                 lambda options=options: local.connections("300,6", options),
-                lambda now, options=options: expected(stream, "connections", "300,6", options, ip=ip,
-                                                      node="mta-2", now=now),
+                lambda now, options=options: expected(
+                    stream, "connections", "300,6", options, ip=ip, node="mta-2", now=now
+                ),
             )
             assert got in want, (options, got, want)
         for options in (None, "/24", {"cidr": "/16", "endv": 3}):
             got, want = await settled(
                 lambda options=options: fleet.rejections("1800,4", options),
-                lambda now, options=options: expected(stream, "rejections", "1800,4", options, ip=ip, node=None,
-                                                      now=now, cluster=True),
+                lambda now, options=options: expected(
+                    stream, "rejections", "1800,4", options, ip=ip, node=None, now=now, cluster=True
+                ),
             )
             assert got in want, (options, got, want)
         at = stream.t0 - 120
         got = await fleet.receptions("300,6", {"cidr": "/0", "endv": 5}, at=at)
-        assert got == expected(stream, "receptions", "300,6", {"cidr": "/0", "endv": 5}, ip=ip, node=None,
-                               now=at, cluster=True)
+        assert got == expected(
+            stream, "receptions", "300,6", {"cidr": "/0", "endv": 5}, ip=ip, node=None, now=at, cluster=True
+        )
         assert got > 0
 
 
@@ -127,11 +148,13 @@ async def test_sync_client_matches_the_oracle(served: Served) -> None:
             for case in chosen:
                 before = time.time()
                 if case["op"] == "inbound_session_count":
-                    got = client.inbound_session_count(case["options"], case["service"], ip=case["ip"],
-                                                       node=case["node"])
+                    got = client.inbound_session_count(
+                        case["options"], case["service"], ip=case["ip"], node=case["node"]
+                    )
                 else:
-                    got = getattr(client, case["op"])(case["monitor"], case["options"], ip=case["ip"],
-                                                      node=case["node"])
+                    got = getattr(client, case["op"])(
+                        case["monitor"], case["options"], ip=case["ip"], node=case["node"]
+                    )
                 want = oracle(served.stream, case)
                 out.append((got, {want(before), want(time.time())}))
             return out

@@ -27,8 +27,15 @@ UNKNOWN = "error unknown_monitor: monitor '120,5' is not configured; configured:
 
 def run(env: Mapping[str, str], *command: str) -> subprocess.CompletedProcess[str]:
     path = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"
-    return subprocess.run(command, cwd=REPO, env={**os.environ, **env, "PATH": path}, capture_output=True,
-                          text=True, timeout=120, check=False)
+    return subprocess.run(
+        command,
+        cwd=REPO,
+        env={**os.environ, **env, "PATH": path},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_the_readme_includes_every_example_verbatim() -> None:
@@ -63,10 +70,19 @@ async def test_examples_run_and_print_what_the_readme_says(kafka_bootstrap: str)
         assert shell.returncode == 0, shell.stderr
         lines = shell.stdout.splitlines()
         assert "published 1000/1000 events, " in shell.stdout and any(line.startswith("abusive ") for line in lines)
-        after_simulate = lines[next(i for i, line in enumerate(lines) if line.startswith("try: ")) + 1:]
-        show_ip = [f"{label} {size}/{k}: {value if k == 0 else 0}"
-                   for label, value in (("Connections", 120), ("Receptions", 1), ("Rejections", 3))
-                   for size, count in ((60, 1), (300, 6), (1800, 4)) for k in range(count)]
-        assert after_simulate == [*show_ip, "120", "3", "1", "exit status 1",
-                                  "VALIDATE_DONE 421 connection rate limit exceeded"]
+        after_simulate = lines[next(i for i, line in enumerate(lines) if line.startswith("try: ")) + 1 :]
+        show_ip = [
+            f"{label} {size}/{k}: {value if k == 0 else 0}"
+            for label, value in (("Connections", 120), ("Receptions", 1), ("Rejections", 3))
+            for size, count in ((60, 1), (300, 6), (1800, 4))
+            for k in range(count)
+        ]
+        assert after_simulate == [
+            *show_ip,
+            "120",
+            "3",
+            "1",
+            "exit status 1",
+            "VALIDATE_DONE 421 connection rate limit exceeded",
+        ]
         assert shell.stderr == UNKNOWN + "\n"

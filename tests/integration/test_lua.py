@@ -137,13 +137,17 @@ async def test_unconfigured_monitor_is_a_lua_error_with_the_spec_message(policy_
 
 async def test_lua_command(policy_env: Any, tmp_path: Path) -> None:
     running, _ = policy_env
-    done = await asyncio.to_thread(run_cli, running.env, "lua", str(POLICY), "--hook", "validate_mailfrom",
-                                   "--ip", "192.0.2.66", "--node", "mta-1")
+    done = await asyncio.to_thread(
+        run_cli, running.env, "lua", str(POLICY), "--hook", "validate_mailfrom", "--ip", "192.0.2.66", "--node", "mta-1"
+    )
     assert (done.returncode, done.stdout) == (0, "VALIDATE_DONE 421 connection rate limit exceeded\n"), done.stderr
     broken = tmp_path / "broken.lua"
-    broken.write_text('local mod = {}\nfunction mod:validate_connect() return undefined_function() end\n'
-                      'msys.registerModule("broken", mod)\n')
-    failed = await asyncio.to_thread(run_cli, running.env, "lua", str(broken), "--hook", "validate_connect",
-                                     "--ip", "192.0.2.1", "--node", "mta-1")
+    broken.write_text(
+        "local mod = {}\nfunction mod:validate_connect() return undefined_function() end\n"
+        'msys.registerModule("broken", mod)\n'
+    )
+    failed = await asyncio.to_thread(
+        run_cli, running.env, "lua", str(broken), "--hook", "validate_connect", "--ip", "192.0.2.1", "--node", "mta-1"
+    )
     assert failed.returncode == 1 and failed.stdout == ""
     assert failed.stderr.startswith("lua error: broken.lua:2: attempt to call a nil value"), failed.stderr

@@ -32,8 +32,9 @@ async def test_published_events_are_counted_and_node_reset_clears_sessions(kafka
                 published.append({"node": node, "ts": t0, "ip": "0.0.0.0", "event": "node_reset"})
                 for _ in range(3000):
                     ip, ts = rng.choice(ips), time.time()
-                    kind = rng.choice(["connection", "reception", "rejection", "session_open", "session_open",
-                                       "session_close"])
+                    kind = rng.choice(
+                        ["connection", "reception", "rejection", "session_open", "session_open", "session_close"]
+                    )
                     if kind.startswith("session"):
                         await getattr(events, kind)(ip, ts=ts)
                         published.append({"node": node, "ts": ts, "ip": ip, "event": kind})
@@ -49,8 +50,9 @@ async def test_published_events_are_counted_and_node_reset_clears_sessions(kafka
                 for options in ("/24", {"cidr": "/64" if ":" in ip else "/28", "endv": 1}):
                     got, want = await settled(
                         lambda ip=ip, options=options: client.rejections("3600,2", options, ip=ip),
-                        lambda now, ip=ip, options=options: expected(stream, "rejections", "3600,2", options, ip=ip,
-                                                                     node=None, now=now, cluster=True),
+                        lambda now, ip=ip, options=options: expected(
+                            stream, "rejections", "3600,2", options, ip=ip, node=None, now=now, cluster=True
+                        ),
                     )
                     assert got in want
             before = await client.inbound_session_count("0.0.0.0/0")

@@ -86,8 +86,15 @@ def expected(
     if op == "inbound_session_count":
         return stream.open_sessions(block, service, scope)
     assert monitor is not None
-    return stream.count(op, monitor_named(stream, monitor), block, table.get("startv", 0), table.get("endv", 0),
-                        now if at is None else at, scope)
+    return stream.count(
+        op,
+        monitor_named(stream, monitor),
+        block,
+        table.get("startv", 0),
+        table.get("endv", 0),
+        now if at is None else at,
+        scope,
+    )
 
 
 async def settled(ask: Callable[[], Awaitable[int]], want: Callable[[float], int]) -> tuple[int, set[int]]:

@@ -195,8 +195,7 @@ REQUEST = {
         REQUEST,
         {**REQUEST, "cidr": "/24", "startv": 0, "endv": 5, "at": 1764000300.5},
         {**REQUEST, "monitor": "300, 6", "cluster": True, "cidr": "10.0.0.7/24"},
-        {k: v for k, v in REQUEST.items() if k not in ("ip", "node")}
-        | {"cluster": True, "cidr": "[2001:db8::]/32"},
+        {k: v for k, v in REQUEST.items() if k not in ("ip", "node")} | {"cluster": True, "cidr": "[2001:db8::]/32"},
         {**REQUEST, "op": "inbound_session_count", "service": "SMTP"},
         {k: v for k, v in REQUEST.items() if k != "monitor"} | {"op": "inbound_session_count"},
         {**REQUEST, "extra": 1},
@@ -231,9 +230,7 @@ def test_request_rejects(request_: dict[str, Any]) -> None:
 def test_reply_accepts_spec_examples_and_every_error_code() -> None:
     assert _valid("reply", {"id": "q-1", "ok": True, "value": 42})
     message = "monitor '120,5' is not configured; configured: 60,1 300,6 1800,4"
-    assert _valid(
-        "reply", {"id": "q-1", "ok": False, "error": {"code": "unknown_monitor", "message": message}}
-    )
+    assert _valid("reply", {"id": "q-1", "ok": False, "error": {"code": "unknown_monitor", "message": message}})
     for code in ERROR_CODES:
         assert _valid("reply", {"id": None, "ok": False, "error": {"code": code, "message": "m"}})
 
