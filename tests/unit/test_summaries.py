@@ -1,0 +1,71 @@
+"""Window summaries against brute force: totals, and top talkers at every standard prefix level."""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from collections import Counter
+
+import orjson
+
+from pipeline.delta import delta_from_decoded
+from pipeline.events import DecodedBatch
+from pipeline.replica import Replica
+from pipeline.settings import Settings
+from pipeline.summaries import TOP_LEVELS, SummaryClock, summarize_window
+from pipeline.windows import Monitor
+
+MONITOR = Monitor(60, 3)
+START = 1_764_000_000 - 1_764_000_000 % 60
+
+
+def test_summary_matches_brute_force() -> None:
+    rng = random.Random(3)
+    v4 = [f"198.51.{rng.randrange(4)}.{rng.randrange(8)}" for _ in range(40)]
+    v6 = [f"2001:db8:{rng.randrange(3):x}::{rng.randrange(6):x}" for _ in range(40)]
+    rows = []
+    for _ in range(2000):
+        ip = rng.choice(v4 + v6)
+        rows.append((rng.choice(["a", "b"]), START + rng.random() * 59, ip, rng.randrange(3), rng.randint(1, 9)))
+    decoded = DecodedBatch(
+        node=[r[0] for r in rows],
+        ts=[r[1] for r in rows],
+        family=[ipaddress.ip_address(r[2]).version for r in rows],
+        addr=[int(ipaddress.ip_address(r[2])) for r in rows],
+        metric=[r[3] for r in rows],
+        n=[r[4] for r in rows],
+    )
+    replica = Replica((MONITOR,))
+    replica.apply(delta_from_decoded(decoded, 0, 0, 0), START + 30)
+    limit = 5
+    for node in (None, "a"):
+        summary = summarize_window(replica.counts, MONITOR, START, node, limit, START + 70)
+        mine = [r for r in rows if node is None or r[0] == node]
+        names = ("connection", "reception", "rejection")
+        assert summary["totals"] == {name: sum(r[4] for r in mine if r[3] == m) for m, name in enumerate(names)}
+        for label, family, prefix in TOP_LEVELS:
+            per_block: dict[str, Counter[int]] = {}
+            for r in mine:
+                ip = ipaddress.ip_address(r[2])
+                if ip.version == family:
+                    block = str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+                    per_block.setdefault(block, Counter())[r[3]] += r[4]
+            top = summary["top"][label]  # type: ignore[index]
+            assert len(top) == min(limit, len(per_block))
+            totals = sorted((sum(c.values()) for c in per_block.values()), reverse=True)
+            assert [row["total"] for row in top] == totals[:limit]
+            for row in top:
+                counts = per_block[row["cidr"]]
+                assert [row[name] for name in names] == [counts[m] for m in range(3)]
+
+
+def test_clock_summarises_each_closed_window_once_even_when_empty() -> None:
+    settings = Settings(monitors=(MONITOR,), window_grace_s=5)
+    clock = SummaryClock(settings, START + 10)
+    replica = Replica((MONITOR,))
+    assert clock.due(replica.counts, START + 64) == []  # closed, but still in its grace period
+    first = [orjson.loads(s) for s in clock.due(replica.counts, START + 66)]
+    assert [(s["window_start"], s["scope"], s["totals"]["connection"]) for s in first] == [(START, "cluster", 0)]
+    assert clock.due(replica.counts, START + 67) == []
+    later = [orjson.loads(s)["window_start"] for s in clock.due(replica.counts, START + 186)]
+    assert later == [START + 60, START + 120]
