@@ -37,6 +37,22 @@ class SessionGauge:
             else:
                 by_addr.pop(key, None)
 
+    def entries(self) -> list[tuple[str, str, int, int, int]]:
+        """(node, service, family, address, open sessions) for every open entry; for snapshots."""
+        return [
+            (node, service, family, addr, count)
+            for node, services in self._open.items()
+            for service, by_addr in services.items()
+            for (family, addr), count in by_addr.items()
+        ]
+
+    @classmethod
+    def from_entries(cls, entries: Iterable[tuple[str, str, int, int, int]]) -> SessionGauge:
+        gauge = cls()
+        for node, service, family, addr, count in entries:
+            gauge._open.setdefault(node, {}).setdefault(service, {})[(family, addr)] = count
+        return gauge
+
     def count(self, block: Block, service: str, node: str | None) -> int:
         """Sessions open now from ``block`` to ``service`` on ``node`` (None: the whole fleet)."""
         nodes = self._open.values() if node is None else [self._open.get(node, {})]

@@ -42,11 +42,18 @@ class Settings:
     window_grace_s: float = 5.0
     top_talkers: int = 10
     batch_max_events: int = 20_000
+    snapshot_interval_s: float = 60.0
+    snapshot_dir: Path | None = None
 
     @property
     def bootstrap(self) -> str:
         """Where to connect: the configured servers, or the local broker's address."""
         return self.bootstrap_servers or f"127.0.0.1:{self.local_kafka_port}"
+
+    @property
+    def snapshot_path(self) -> Path:
+        """This fleet's local replica snapshot (one per state topic: any worker may load it)."""
+        return (self.snapshot_dir or self.home_dir / "snapshots") / f"{self.state_topic}.snapshot"
 
     @property
     def uses_local_kafka(self) -> bool:
@@ -126,4 +133,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         window_grace_s=_read(env, "INBOUND_AUDIT_WINDOW_GRACE_S", _positive_float, d.window_grace_s),
         top_talkers=_read(env, "INBOUND_AUDIT_TOP_TALKERS", _int_in(1, 1000), d.top_talkers),
         batch_max_events=_read(env, "INBOUND_AUDIT_BATCH_MAX_EVENTS", _int_in(1, 10_000_000), d.batch_max_events),
+        snapshot_interval_s=_read(env, "INBOUND_AUDIT_SNAPSHOT_INTERVAL_S", _positive_float, d.snapshot_interval_s),
+        snapshot_dir=_read(env, "INBOUND_AUDIT_SNAPSHOT_DIR", Path, d.snapshot_dir),
     )

@@ -45,10 +45,25 @@ def _sized(spec: TopicSpec) -> str:
     return f"{spec.name} ({spec.partitions} partition{'' if spec.partitions == 1 else 's'})"
 
 
+class _NotYetVisible(InboundAuditError):
+    """A retriable broker answer, e.g. a topic created a moment ago not yet in its metadata."""
+
+
 def _raise_for(error_code: int, what: str, message: str | None) -> None:
     if error_code:
         error = for_code(error_code)
-        raise InboundAuditError(f"{what}: {error.__name__}{f' ({message})' if message else ''}")
+        kind = _NotYetVisible if error.retriable else InboundAuditError
+        raise kind(f"{what}: {error.__name__}{f' ({message})' if message else ''}")
+
+
+async def _differences_when_visible(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> dict[str, list[str]]:
+    """``_differences``, retried for a few seconds while the broker's metadata catches up."""
+    for _ in range(40):
+        try:
+            return await _differences(admin, specs)
+        except _NotYetVisible:
+            await asyncio.sleep(0.25)
+    return await _differences(admin, specs)
 
 
 async def _create(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> set[str]:
@@ -103,7 +118,7 @@ async def ensure_topics(settings: Settings, bootstrap: str) -> TopicReport:
         raced = await _create(admin, missing) if missing else set()
         created = tuple(s for s in missing if s.name not in raced)
         to_compare = [s for s in specs if s.name in existing or s.name in raced]
-        differences = await _differences(admin, to_compare) if to_compare else {}
+        differences = await _differences_when_visible(admin, to_compare) if to_compare else {}
     except KafkaError as exc:
         raise InboundAuditError(f"Kafka at {bootstrap}: {exc}") from exc
     finally:

@@ -38,6 +38,7 @@ from .local_kafka import resolve_bootstrap
 from .query import Unroutable, answer, parse_request, read_envelope, reply_error, reply_value
 from .replica import Replica
 from .settings import Settings
+from .snapshot import Snapshot, encode_snapshot, read_snapshot, write_bytes_atomically
 from .summaries import SummaryClock
 from .topic_admin import ensure_topics
 
@@ -152,6 +153,8 @@ class Worker:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.settings.snapshot_interval_s and self.ready.is_set():
+            await self._save_snapshot()
         for client in (self.events_consumer, self.requests_consumer, self._state_consumer):
             if client is not None:
                 await client.stop()
@@ -179,8 +182,40 @@ class Worker:
         partitions = await _partitions_of(consumer, self.settings.state_topic)
         tps = [TopicPartition(self.settings.state_topic, p) for p in partitions]
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        self._state_end = {tp.partition: off for tp, off in (await consumer.end_offsets(tps)).items()}
+        ends = await consumer.end_offsets(tps)
+        self._state_end = {tp.partition: off for tp, off in ends.items()}
+        snapshot = await self._usable_snapshot(consumer, tps, ends)
+        if snapshot is None:
+            await consumer.seek_to_beginning(*tps)
+            return
+        self.replica = snapshot.replica
+        for tp in tps:
+            consumer.seek(tp, snapshot.positions[tp.partition])
+        self._state_positions = dict(snapshot.positions)
+        behind = sum(ends[tp] - snapshot.positions[tp.partition] for tp in tps)
+        log.info("replica restored from %s; %d state offsets left to replay", self.settings.snapshot_path, behind)
+
+    async def _usable_snapshot(
+        self, consumer: AIOKafkaConsumer, tps: list[TopicPartition], ends: dict[TopicPartition, int]
+    ) -> Snapshot | None:
+        """The local snapshot if the state topic still holds everything after its positions."""
+        if not self.settings.snapshot_interval_s:
+            return None
+        snapshot = read_snapshot(self.settings.snapshot_path, self.settings.monitors, self.settings.state_topic)
+        if snapshot is None or set(snapshot.positions) != {tp.partition for tp in tps}:
+            return None
+        starts = await consumer.beginning_offsets(tps)
+        if all(starts[tp] <= snapshot.positions[tp.partition] <= ends[tp] for tp in tps):
+            return snapshot
+        log.info("ignoring %s: the state topic no longer matches it", self.settings.snapshot_path)
+        return None
+
+    async def _save_snapshot(self) -> None:
+        """Snapshot the replica with positions never ahead of it (deltas re-read are skipped)."""
+        snapshot = Snapshot(self.settings.state_topic, dict(self._state_positions), self.replica)
+        raw = encode_snapshot(snapshot)
+        await asyncio.to_thread(write_bytes_atomically, self.settings.snapshot_path, raw)
+        log.info("replica snapshot written (%d bytes)", len(raw))
 
     def _state_position(self, partition: int) -> int:
         return self._state_positions.get(partition, 0)
@@ -189,6 +224,7 @@ class Worker:
         consumer = self._state_consumer
         assert consumer is not None
         tps = sorted(consumer.assignment())
+        next_snapshot = self.clock() + self.settings.snapshot_interval_s
         while True:
             batches = await consumer.getmany(timeout_ms=200, max_records=1000)
             now = self.clock()
@@ -208,6 +244,9 @@ class Worker:
                 self._state_positions[tp.partition] = position
             if moved or not self.ready.is_set():
                 await self._mark_caught_up()
+            if moved and self.settings.snapshot_interval_s and now >= next_snapshot:
+                await self._save_snapshot()
+                next_snapshot = now + self.settings.snapshot_interval_s
 
     async def _mark_caught_up(self) -> None:
         async with self._caught_up:

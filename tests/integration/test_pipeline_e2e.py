@@ -117,7 +117,9 @@ async def test_two_workers_four_partitions(kafka_bootstrap: str) -> None:
 
 async def test_sigkill_mid_stream_loses_and_duplicates_nothing(kafka_bootstrap: str) -> None:
     # Small deltas: many "delta sent, offset not yet committed" moments for the kill to land in.
-    env = isolated_env(kafka_bootstrap, 4, MONITORS_ENV, INBOUND_AUDIT_BATCH_MAX_EVENTS="2000")
+    env = isolated_env(
+        kafka_bootstrap, 4, MONITORS_ENV, INBOUND_AUDIT_BATCH_MAX_EVENTS="2000", INBOUND_AUDIT_SNAPSHOT_INTERVAL_S="0.5"
+    )
     settings = await prepare_topics(env)
     stream = generate(MONITORS, time.time(), 60_000, seed=31)
     (worker,) = await start_workers(env, 1)
@@ -134,17 +136,41 @@ async def test_sigkill_mid_stream_loses_and_duplicates_nothing(kafka_bootstrap: 
         feeding = asyncio.create_task(trickle())
         # Kill it while events are still arriving and being counted, restart it while they still are.
         await worker.wait_for_log("stats: counted")
+        await worker.wait_for_log("replica snapshot written")
         worker.kill()
         assert not feeding.done(), "the stream ended before the kill: the test would prove nothing"
         worker.start()
         await feeding
         await worker.wait_ready()
+        # It came back from a snapshot taken before the kill, then replayed the rest.
+        assert worker.log_has("replica restored from"), worker.lines[-20:]
         async with Requester(settings) as rq:
             await wait_caught_up(rq, stream)
             await assert_answers_match(rq, stream, 300, seed=32)
         # Dead letters are committed with their batch's delta: none lost, none repeated.
         dead = await read_topic(kafka_bootstrap, settings.deadletter_topic, min_count=sum(stream.bad.values()))
         assert dead_letter_reasons(dead) == Counter(stream.bad)
+    finally:
+        stop_all([worker])
+
+
+async def test_graceful_restart_resumes_from_the_local_snapshot(kafka_bootstrap: str) -> None:
+    env = isolated_env(kafka_bootstrap, 2, MONITORS_ENV)
+    settings = await prepare_topics(env)
+    stream = generate(MONITORS, time.time(), 20_000, seed=41)
+    (worker,) = await start_workers(env, 1)
+    try:
+        await publish_stream(settings, stream)
+        async with Requester(settings) as rq:
+            await wait_caught_up(rq, stream)
+        worker.stop()  # writes a final snapshot
+        assert not worker.log_has("replica restored from")
+        worker.start()
+        await worker.wait_ready()
+        assert worker.log_has("replica restored from") and worker.log_has("0 state offsets left to replay")
+        async with Requester(settings) as rq:
+            await wait_caught_up(rq, stream, timeout_s=10)
+            await assert_answers_match(rq, stream, 200, seed=42)
     finally:
         stop_all([worker])
 

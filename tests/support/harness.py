@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -40,6 +41,7 @@ def isolated_env(bootstrap: str, partitions: int, monitors: str, **extra: str) -
         "INBOUND_AUDIT_WINDOWS_TOPIC": f"t{tag}.windows",
         "INBOUND_AUDIT_STATE_TOPIC": f"t{tag}.state",
         "INBOUND_AUDIT_GROUP_ID": f"t{tag}",
+        "INBOUND_AUDIT_SNAPSHOT_DIR": tempfile.mkdtemp(prefix=f"t{tag}-snapshots-"),
     }
     env.update(extra)
     return env

@@ -1,0 +1,53 @@
+"""Replica snapshots: a round trip answers exactly as the original; anything that does not fit is refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from test_counts_oracle import MONITORS, NOW, V4_POOL, V6_POOL, Ev, block_of, to_decoded
+
+from pipeline.delta import delta_from_decoded
+from pipeline.replica import Replica
+from pipeline.snapshot import Snapshot, decode_snapshot, encode_snapshot, read_snapshot, write_bytes_atomically
+
+
+def sample_replica() -> Replica:
+    replica = Replica(MONITORS)
+    events = [
+        Ev("a", NOW - 5 * i, 4 if i % 2 else 6, (V4_POOL if i % 2 else V6_POOL)[i % 7], i % 3, i + 1) for i in range(60)
+    ]
+    replica.apply(delta_from_decoded(to_decoded(events), 2, 100, 159), NOW)
+    replica.gauge.apply([("open", "a", 4, V4_POOL[1], "SMTP"), ("open", "b", 6, V6_POOL[2], "ECStream")])
+    return replica
+
+
+def test_round_trip_answers_like_the_original(tmp_path: Path) -> None:
+    original = sample_replica()
+    path = tmp_path / "s" / "state.snapshot"
+    write_bytes_atomically(path, encode_snapshot(Snapshot("audit.state", {0: 5, 2: 61}, original)))
+    loaded = read_snapshot(path, MONITORS, "audit.state")
+    assert loaded is not None and loaded.positions == {0: 5, 2: 61}
+    assert loaded.replica.applied == {2: 159} and loaded.replica.next_offset(2) == 160
+    for monitor in MONITORS:
+        for metric in range(3):
+            for family, addr in [(4, V4_POOL[1]), (6, V6_POOL[2]), (4, 0)]:
+                for prefix in (0, 8, 24, 32):
+                    block = block_of(family, addr, prefix)
+                    args = (monitor, metric, block, 0, monitor.count - 1, NOW, NOW)
+                    for node in (None, "a"):
+                        assert loaded.replica.counts.count(*args, node) == original.counts.count(*args, node)
+    assert loaded.replica.gauge.entries() == original.gauge.entries()
+    assert [p.name for p in tmp_path.joinpath("s").iterdir()] == ["state.snapshot"]  # no temporary left
+
+
+def test_other_configuration_or_damage_is_refused() -> None:
+    raw = encode_snapshot(Snapshot("audit.state", {0: 1}, sample_replica()))
+    assert decode_snapshot(raw, MONITORS, "audit.state") is not None
+    assert decode_snapshot(raw, MONITORS[:2], "audit.state") is None  # monitors changed
+    assert decode_snapshot(raw, MONITORS, "other.state") is None
+    for damaged in (b"", b"IAR1", raw[:20], raw[:-5], b"XXXX" + raw[4:]):
+        assert decode_snapshot(damaged, MONITORS, "audit.state") is None
+
+
+def test_missing_file_is_no_snapshot(tmp_path: Path) -> None:
+    assert read_snapshot(tmp_path / "nothing", MONITORS, "audit.state") is None
