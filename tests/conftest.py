@@ -7,6 +7,7 @@ developer's ``make run`` broker on 9092, and shares the jar cache so it download
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,3 +54,12 @@ def kafka_bootstrap() -> Iterator[str]:
 def unique_topic_prefix() -> str:
     """A topic-name prefix no other test or earlier run uses, so tests can share one broker."""
     return f"test.{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_worker_snapshots() -> Iterator[None]:
+    """Workers started by tests snapshot their replicas under one directory; leave nothing behind."""
+    yield
+    from harness import SNAPSHOT_ROOT
+
+    shutil.rmtree(SNAPSHOT_ROOT, ignore_errors=True)

@@ -26,6 +26,8 @@ from pipeline.settings import Settings, load_settings
 from pipeline.topic_admin import ensure_topics
 
 REPO = Path(__file__).resolve().parents[2]
+#: Workers' replica snapshots during a test session; removed when the session ends (conftest).
+SNAPSHOT_ROOT = Path(tempfile.gettempdir()) / f"inbound-audit-test-snapshots-{os.getpid()}"
 
 
 def isolated_env(bootstrap: str, partitions: int, monitors: str, **extra: str) -> dict[str, str]:
@@ -41,7 +43,7 @@ def isolated_env(bootstrap: str, partitions: int, monitors: str, **extra: str) -
         "INBOUND_AUDIT_WINDOWS_TOPIC": f"t{tag}.windows",
         "INBOUND_AUDIT_STATE_TOPIC": f"t{tag}.state",
         "INBOUND_AUDIT_GROUP_ID": f"t{tag}",
-        "INBOUND_AUDIT_SNAPSHOT_DIR": tempfile.mkdtemp(prefix=f"t{tag}-snapshots-"),
+        "INBOUND_AUDIT_SNAPSHOT_DIR": str(SNAPSHOT_ROOT / tag),
     }
     env.update(extra)
     return env
