@@ -59,20 +59,6 @@ class Settings:
     def uses_local_kafka(self) -> bool:
         return not self.bootstrap_servers
 
-    def monitor(self, name: str) -> Monitor | None:
-        """The configured monitor matching ``name`` numerically (``"300, 6"`` == ``"300,6"``)."""
-        try:
-            wanted = parse_monitors(name)
-        except ValueError:
-            return None
-        if len(wanted) != 1:
-            return None
-        return wanted[0] if wanted[0] in self.monitors else None
-
-    @property
-    def monitors_text(self) -> str:
-        return " ".join(m.name for m in self.monitors)
-
 
 def _read(env: Mapping[str, str], name: str, parse: Callable[[str], T], default: T) -> T:
     raw = env.get(name)

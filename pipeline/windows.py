@@ -39,9 +39,6 @@ class Monitor:
         """Start of the oldest window still kept at ``now``; anything earlier is expired."""
         return self.start_of_index(now, self.count - 1)
 
-    def is_kept(self, start: int, now: float) -> bool:
-        return start >= self.oldest_kept_start(now)
-
     def __str__(self) -> str:
         return self.name
 
