@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from itertools import compress
 
 import numpy as np
 import orjson
@@ -74,21 +75,21 @@ class Delta:
 
 
 def delta_from_decoded(decoded: DecodedBatch, partition: int, first_offset: int, last_offset: int) -> Delta:
-    """Columnarise a decoded batch: one pass in Python for node ids and addresses, numpy after."""
-    node_ids: dict[str, int] = {}
-    node = np.array([node_ids.setdefault(name, len(node_ids)) for name in decoded.node], dtype=np.uint32)
+    """Columnarise a decoded batch: C-level passes over the lists (``map``, ``compress``), numpy after."""
+    count = len(decoded.node)
+    node_ids = {name: i for i, name in enumerate(dict.fromkeys(decoded.node))}
+    node = np.fromiter(map(node_ids.__getitem__, decoded.node), np.uint32, count)
     sec = np.floor(np.array(decoded.ts, dtype=np.float64)).astype(np.int64)
     metric = np.array(decoded.metric, dtype=np.uint8)
     n = np.array(decoded.n, dtype=np.int64)
-    if 6 not in decoded.family:
+    is6 = np.array(decoded.family, dtype=np.uint8) == 6
+    if not is6.any():
         v4 = FamilyColumns(4, sec, metric, node, np.array(decoded.addr, dtype=np.uint32), n)
         v6 = FamilyColumns.empty(6)
     else:
-        pairs = list(zip(decoded.family, decoded.addr, strict=True))
-        keys4 = np.array([a for f, a in pairs if f == 4], dtype=np.uint32)
-        keys6 = np.frombuffer(b"".join(a.to_bytes(16, "big") for f, a in pairs if f == 6), dtype="S16")
-        is6 = np.array(decoded.family, dtype=np.uint8) == 6
         is4 = ~is6
+        keys4 = np.fromiter(compress(decoded.addr, is4.tolist()), np.uint32)
+        keys6 = np.frombuffer(b"".join([a.to_bytes(16, "big") for a in compress(decoded.addr, is6.tolist())]), "S16")
         v4 = FamilyColumns(4, sec[is4], metric[is4], node[is4], keys4, n[is4])
         v6 = FamilyColumns(6, sec[is6], metric[is6], node[is6], keys6, n[is6])
     return Delta(partition, first_offset, last_offset, list(node_ids), v4, v6, list(decoded.sessions))

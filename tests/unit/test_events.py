@@ -461,3 +461,85 @@ def test_matches_reference(events: list[Any]) -> None:
     assert rows == [value for kind, value in expected if kind == "windowed"]
     assert batch.sessions == [value for kind, value in expected if kind == "session"]
     assert _reasons(batch) == [value for kind, value in expected if kind == "rejected"]
+
+
+def _expected_of(raw: bytes) -> tuple[list[Any], list[Any], list[str]]:
+    """The reference's (windowed rows, session ops, reasons) for one raw array message."""
+    try:
+        items = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return [], [], ["invalid_json"]
+    expected = [_reference(item) for item in items]
+    rows, sessions, reasons = ([value for kind, value in expected if kind == wanted] for wanted in _KINDS)
+    return rows, sessions, reasons
+
+
+_KINDS = ("windowed", "session", "rejected")
+
+
+def _outcome(batch: DecodedBatch) -> tuple[list[Any], list[Any], list[str]]:
+    rows = list(zip(batch.node, batch.ts, batch.family, batch.addr, batch.metric, batch.n, strict=True))
+    return rows, batch.sessions, _reasons(batch)
+
+
+@st.composite
+def _valid_events(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid event with only the fields the typed fast path knows."""
+    event = {name: draw(_GOOD[name]) for name in ("node", "ts", "ip", "event")}
+    for name in ("n", "service"):
+        if draw(st.booleans()):
+            event[name] = draw(_GOOD[name])
+    return event
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_valid_events(), min_size=1, max_size=40))
+def test_valid_arrays_take_the_typed_path(events: list[dict[str, Any]]) -> None:
+    raw = orjson.dumps(events)
+    batch = DecodedBatch()
+    assert EventDecoder(max_future_s=FUTURE)._decode_array(raw, batch, NOW, OLDEST)
+    assert _outcome(batch) == _expected_of(raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_valid_events(), max_size=20), st.integers(0, 20), st.one_of(_events(), _ANY_JSON))
+def test_one_bad_event_falls_back_without_losing_the_rest(events: list[Any], at: int, odd: Any) -> None:
+    """The typed path is all-or-nothing: one doubtful event sends the whole array to the authority."""
+    events.insert(min(at, len(events)), odd)
+    raw = orjson.dumps(events)
+    assert _outcome(_decode(raw)) == _expected_of(raw)
+
+
+_GOOD_FIELDS = '"node":"mx1","ip":"10.0.0.1","event":"connection"'
+_DEEP = "[" * 2000 + "]" * 2000
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        f'[{{{_GOOD_FIELDS},"ts":{NOW},"node":"mx2"}}]',  # duplicate key: the last one wins
+        f'[{{"n\\u006fde":"mx1","ip":"10.0.0.1","event":"connection","ts":{NOW}}}]',  # escaped key
+        f'[{{"node":"\\ud83d\\ude00","ip":"10.0.0.1","event":"connection","ts":{NOW}}}]',
+        f'[{{"node":"\\ud83d","ip":"10.0.0.1","event":"connection","ts":{NOW}}}]',  # lone surrogate
+        f'[{{"node":"a\\u0000","ip":"10.0.0.1","event":"connection","ts":{NOW}}}]',
+        f'[{{{_GOOD_FIELDS},"ts":1.7e9}}]',
+        f'[{{{_GOOD_FIELDS},"ts":{int(NOW)},"n":2147483647}}]',
+        f'[{{{_GOOD_FIELDS},"ts":{NOW},"n":2147483648}}]',
+        f'[{{{_GOOD_FIELDS},"ts":{NOW},"n":18446744073709551616}}]',
+        f'[{{{_GOOD_FIELDS},"ts":{NOW},"n":1000000000000000000000000000000}}]',
+        f'[{{{_GOOD_FIELDS},"ts":{NOW},"n":1e0}}]',
+        f'[{{{_GOOD_FIELDS},"ts":{NOW},"n":-0}}]',
+        f'[{{{_GOOD_FIELDS},"ts":1e400}}]',
+        f'[{{{_GOOD_FIELDS},"ts":{NOW},"service":null}}]',
+        '[{"node":"mx1","ip":"10.0.0.1","event":"session_open","ts":18446744073709551617}]',
+        '[{"node":"mx1","ip":"10.0.0.1","event":"session_open","ts":-0.0,"n":"x"}]',
+        f'[{{{_GOOD_FIELDS},"ts":{NOW},"extra":{"[" * 1000 + "]" * 1000}}}]',
+        f'[{{{_GOOD_FIELDS},"ts":{NOW},"extra":{_DEEP}}}]',  # deeper than orjson accepts
+        f'  [{{{_GOOD_FIELDS},"ts":{NOW}}}] \n',
+        f'[{{{_GOOD_FIELDS},"ts":{NOW}}}]x',
+        f'[{{{_GOOD_FIELDS},"ts":{NOW}}},]',
+        "[]",
+    ],
+)
+def test_raw_edge_cases_agree_with_the_reference(raw: str) -> None:
+    assert _outcome(_decode(raw.encode())) == _expected_of(raw.encode())
