@@ -211,7 +211,7 @@ class EventDecoder:
         """
         try:
             events = _decode_wire_array(raw)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, ValueError, RecursionError):  # ValueError: invalid UTF-8 in a str field
             return False
         if not 0 < len(events) <= MAX_BATCH_EVENTS:
             return not events

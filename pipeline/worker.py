@@ -309,12 +309,11 @@ class Worker:
             if not batches:
                 continue
             async with self.ingest_lock:
-                offsets = {}
-                for tp, records in batches.items():
-                    if tp.partition not in self.owned or not records:
-                        continue
-                    await self._ingest_partition(tp, records)
-                    offsets[tp] = records[-1].offset + 1
+                work = [(tp, records) for tp, records in batches.items() if tp.partition in self.owned and records]
+                # Each partition has its own transactional producer, so one partition's commit
+                # round trip overlaps the decoding of the others.
+                await asyncio.gather(*(self._ingest_partition(tp, records) for tp, records in work))
+                offsets = {tp: records[-1].offset + 1 for tp, records in work}
                 if offsets:
                     with contextlib.suppress(KafkaError):
                         await consumer.commit(offsets)
