@@ -23,11 +23,11 @@ import numpy as np
 import orjson
 from bench_decode import ipv4_address, ipv6_address  # run as a script: benchmarks/ is on sys.path
 
-from pipeline.cidr import Block
-from pipeline.delta import decode_delta, delta_from_decoded, encode_delta
-from pipeline.events import DecodedBatch, EventDecoder
-from pipeline.replica import Replica
-from pipeline.windows import parse_monitors
+from pipeline.core.cidr import Block
+from pipeline.core.delta import decode_delta, delta_from_decoded, encode_delta
+from pipeline.core.events import DecodedBatch, EventDecoder
+from pipeline.core.replica import Replica
+from pipeline.core.windows import parse_monitors
 
 MONITORS = parse_monitors("60,1 300,6 1800,4")
 NOW = 1_764_000_000.0 + 150

@@ -12,8 +12,8 @@ import time
 
 import orjson
 
-from pipeline.cidr import IpParser
-from pipeline.events import EventDecoder
+from pipeline.core.cidr import IpParser
+from pipeline.core.events import EventDecoder
 
 __all__ = ["main"]
 

@@ -2,9 +2,9 @@
 
 import asyncio
 
-from pipeline.client import AuditClient, SyncAuditClient
+from pipeline.clients.client import AuditClient, SyncAuditClient
 from pipeline.errors import AuditError
-from pipeline.local_kafka import resolve_bootstrap
+from pipeline.kafka.local_kafka import resolve_bootstrap
 from pipeline.settings import load_settings
 
 settings = load_settings()

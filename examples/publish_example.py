@@ -2,8 +2,8 @@
 
 import asyncio
 
-from pipeline.local_kafka import resolve_bootstrap
-from pipeline.publisher import EventPublisher
+from pipeline.clients.publisher import EventPublisher
+from pipeline.kafka.local_kafka import resolve_bootstrap
 from pipeline.settings import load_settings
 
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from .errors import ConfigError
-from .windows import Monitor, parse_monitors
+from pipeline.core.windows import Monitor, parse_monitors
+from pipeline.errors import ConfigError
 
 __all__ = ["Settings", "load_settings"]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.local_kafka import ensure_local_kafka, local_kafka_running, stop_local_kafka
+from pipeline.kafka.local_kafka import ensure_local_kafka, local_kafka_running, stop_local_kafka
 from pipeline.settings import Settings, load_settings
 
 TEST_KAFKA_PORT = 19092

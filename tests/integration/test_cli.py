@@ -17,7 +17,7 @@ from audit_oracle import Monitor, Stream
 from harness import REPO, publish
 from usage import Running, expected, run_cli, running_worker, stream_of_events, wait_caught_up
 
-from pipeline.client import AuditClient
+from pipeline.clients.client import AuditClient
 
 pytestmark = pytest.mark.integration
 

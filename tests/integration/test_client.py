@@ -15,7 +15,7 @@ from audit_oracle import Monitor, Stream, generate
 from harness import publish
 from usage import Running, expected, running_worker, settled, wait_caught_up
 
-from pipeline.client import AuditClient, SyncAuditClient
+from pipeline.clients.client import AuditClient, SyncAuditClient
 from pipeline.errors import AuditError, AuditTimeout
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,7 @@ import pytest
 from harness import REPO
 from usage import clear_of_boundary, running_worker
 
-from pipeline.client import AuditClient
+from pipeline.clients.client import AuditClient
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from pipeline.local_kafka import ensure_local_kafka, local_kafka_running, stop_local_kafka
+from pipeline.kafka.local_kafka import ensure_local_kafka, local_kafka_running, stop_local_kafka
 from pipeline.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -12,9 +12,9 @@ from audit_oracle import Monitor, Stream
 from harness import REPO
 from usage import clear_of_boundary, expected, run_cli, running_worker, stream_of_events, wait_caught_up
 
-from pipeline.client import AuditClient, SyncAuditClient
-from pipeline.lua_policy import LuaPolicyError, run_policy
-from pipeline.publisher import EventPublisher
+from pipeline.clients.client import AuditClient, SyncAuditClient
+from pipeline.clients.lua_policy import LuaPolicyError, run_policy
+from pipeline.clients.publisher import EventPublisher
 from pipeline.settings import Settings
 
 pytestmark = pytest.mark.integration

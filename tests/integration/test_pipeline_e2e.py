@@ -13,8 +13,8 @@ import pytest
 from audit_oracle import Monitor, Stream, generate, random_requests
 from harness import Requester, WorkerProcess, isolated_env, prepare_topics, publish, read_topic
 
+from pipeline.kafka.topic_specs import load_schema
 from pipeline.settings import Settings
-from pipeline.topic_specs import load_schema
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,9 @@ from audit_oracle import Monitor
 from harness import read_topic
 from usage import expected, running_worker, settled, stream_of_events, wait_caught_up
 
-from pipeline.client import AuditClient
-from pipeline.events import MAX_MESSAGE_BYTES
-from pipeline.publisher import EventPublisher
+from pipeline.clients.client import AuditClient
+from pipeline.clients.publisher import EventPublisher
+from pipeline.core.events import MAX_MESSAGE_BYTES
 
 pytestmark = pytest.mark.integration
 

@@ -8,9 +8,9 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from pipeline.kafka.topic_admin import ensure_topics
+from pipeline.kafka.topic_specs import topic_specs, topic_specs_by_role
 from pipeline.settings import Settings, load_settings
-from pipeline.topic_admin import ensure_topics
-from pipeline.topic_specs import topic_specs, topic_specs_by_role
 
 pytestmark = pytest.mark.integration
 

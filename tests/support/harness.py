@@ -22,8 +22,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from pipeline.kafka.topic_admin import ensure_topics
 from pipeline.settings import Settings, load_settings
-from pipeline.topic_admin import ensure_topics
 
 REPO = Path(__file__).resolve().parents[2]
 #: Workers' replica snapshots during a test session; removed when the session ends (conftest).

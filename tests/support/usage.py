@@ -1,7 +1,7 @@
 """Helpers shared by the "using it" tests (client, Lua, CLI, examples): a running worker on isolated
 topics, and the oracle's expectation for a Momentum-style ``(monitor, options)`` call.
 
-``expected`` reads the options independently of ``pipeline.client`` (it is what the client is
+``expected`` reads the options independently of ``pipeline.clients.client`` (it is what the client is
 checked against), and ``settled`` takes the clock before and after a query so that a window
 rolling over between the two cannot make a correct answer look wrong.
 """
@@ -21,7 +21,7 @@ from typing import Any
 from audit_oracle import Monitor, Stream, addr_of, block_of
 from harness import REPO, WorkerProcess, isolated_env, prepare_topics
 
-from pipeline.client import AuditClient
+from pipeline.clients.client import AuditClient
 from pipeline.settings import Settings
 
 __all__ = [

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.cidr import Block, IpParser, parse_ip, resolve_cidr
+from pipeline.core.cidr import Block, IpParser, parse_ip, resolve_cidr
 from pipeline.errors import AuditError
 
 V4_MAX = (1 << 32) - 1

@@ -10,13 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.cidr import Block
-from pipeline.counts import WindowedCounts
-from pipeline.delta import decode_delta, delta_from_decoded, encode_delta
-from pipeline.events import DecodedBatch
-from pipeline.replica import Replica
-from pipeline.sessions import SessionGauge
-from pipeline.windows import Monitor
+from pipeline.core.cidr import Block
+from pipeline.core.counts import WindowedCounts
+from pipeline.core.delta import decode_delta, delta_from_decoded, encode_delta
+from pipeline.core.events import DecodedBatch
+from pipeline.core.replica import Replica
+from pipeline.core.sessions import SessionGauge
+from pipeline.core.windows import Monitor
 
 MONITORS = (Monitor(60, 1), Monitor(300, 6), Monitor(1800, 4), Monitor(7, 3))
 NOW = 1_764_000_123.25  # not window-aligned on purpose

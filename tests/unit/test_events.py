@@ -11,8 +11,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from pipeline.cidr import IpParser
-from pipeline.events import (
+from pipeline.core.cidr import IpParser
+from pipeline.core.events import (
     MAX_BATCH_EVENTS,
     MAX_EVENT_N,
     MAX_MESSAGE_BYTES,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.prefix_counts import PrefixCounts, key_of
+from pipeline.core.prefix_counts import PrefixCounts, key_of
 
 
 @pytest.mark.parametrize("family", [4, 6])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from pipeline.events import MAX_BATCH_EVENTS, MAX_MESSAGE_BYTES
-from pipeline.publisher import encode_batches
+from pipeline.clients.publisher import encode_batches
+from pipeline.core.events import MAX_BATCH_EVENTS, MAX_MESSAGE_BYTES
 
 
 def test_encode_batches_respects_both_limits() -> None:

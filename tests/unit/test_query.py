@@ -7,11 +7,11 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.counts import WindowedCounts
+from pipeline.core.counts import WindowedCounts
+from pipeline.core.query import Unroutable, answer, parse_request, read_envelope, reply_error, reply_value
+from pipeline.core.sessions import SessionGauge
+from pipeline.core.windows import parse_monitors
 from pipeline.errors import ERROR_CODES, AuditError
-from pipeline.query import Unroutable, answer, parse_request, read_envelope, reply_error, reply_value
-from pipeline.sessions import SessionGauge
-from pipeline.windows import parse_monitors
 
 MONITORS = parse_monitors("60,1 300,6 1800,4")
 BASE = {"id": "r1", "reply_to": "replies", "op": "connections", "monitor": "300,6", "cluster": True, "ip": "10.1.2.3"}

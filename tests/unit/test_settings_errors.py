@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import build_parser
+from pipeline.cli.main import build_parser
 from pipeline.errors import ConfigError
-from pipeline.local_kafka import SCRIPT
+from pipeline.kafka.local_kafka import SCRIPT
 from pipeline.settings import load_settings
 
 

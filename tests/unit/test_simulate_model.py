@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from pipeline.simulate import TrafficModel
+from pipeline.cli.simulate import TrafficModel
 
 
 def run(seed: int, count: int = 3000) -> list[dict]:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from test_counts_oracle import MONITORS, NOW, V4_POOL, V6_POOL, Ev, block_of, to_decoded
 
-from pipeline.delta import delta_from_decoded
-from pipeline.replica import Replica
-from pipeline.snapshot import Snapshot, decode_snapshot, encode_snapshot, read_snapshot, write_bytes_atomically
+from pipeline.core.delta import delta_from_decoded
+from pipeline.core.replica import Replica
+from pipeline.core.snapshot import Snapshot, decode_snapshot, encode_snapshot, read_snapshot, write_bytes_atomically
 
 
 def sample_replica() -> Replica:

@@ -8,12 +8,12 @@ from collections import Counter
 
 import orjson
 
-from pipeline.delta import delta_from_decoded
-from pipeline.events import DecodedBatch
-from pipeline.replica import Replica
+from pipeline.core.delta import delta_from_decoded
+from pipeline.core.events import DecodedBatch
+from pipeline.core.replica import Replica
+from pipeline.core.summaries import TOP_LEVELS, SummaryClock, summarize_window
+from pipeline.core.windows import Monitor
 from pipeline.settings import Settings
-from pipeline.summaries import TOP_LEVELS, SummaryClock, summarize_window
-from pipeline.windows import Monitor
 
 MONITOR = Monitor(60, 3)
 START = 1_764_000_000 - 1_764_000_000 % 60

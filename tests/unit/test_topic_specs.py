@@ -9,8 +9,8 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
 from pipeline.errors import ERROR_CODES, ConfigError
+from pipeline.kafka.topic_specs import load_schema, schema_names, topic_specs, topic_specs_by_role
 from pipeline.settings import Settings, load_settings
-from pipeline.topic_specs import load_schema, schema_names, topic_specs, topic_specs_by_role
 
 SCHEMAS = (
     "event",

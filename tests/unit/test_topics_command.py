@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pipeline.cli import build_parser
-from pipeline.topic_admin import TopicReport
-from pipeline.topic_specs import TopicSpec
+from pipeline.cli.main import build_parser
+from pipeline.kafka.topic_admin import TopicReport
+from pipeline.kafka.topic_specs import TopicSpec
 
 
 def test_report_lines() -> None:

@@ -12,7 +12,7 @@ import ipaddress
 import socket
 from dataclasses import dataclass
 
-from .errors import AuditError
+from pipeline.errors import AuditError
 
 __all__ = ["Block", "IpParser", "parse_ip", "resolve_cidr"]
 

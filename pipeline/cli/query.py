@@ -13,12 +13,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from .client import DEFAULT_TIMEOUT_S, AuditClient
-from .errors import AuditError
-from .local_kafka import resolve_bootstrap
-from .query import OPS
-from .settings import Settings
-from .windows import Monitor
+from pipeline.clients.client import DEFAULT_TIMEOUT_S, AuditClient
+from pipeline.core.query import OPS
+from pipeline.core.windows import Monitor
+from pipeline.errors import AuditError
+from pipeline.kafka.local_kafka import resolve_bootstrap
+from pipeline.settings import Settings
 
 __all__ = ["register", "run_with_client", "show_ip_lines", "SHOW_IP_TYPES"]
 

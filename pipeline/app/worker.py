@@ -17,7 +17,6 @@ Four loops share one process:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -31,18 +30,16 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from .delta import decode_delta, delta_from_decoded, encode_delta
-from .errors import AuditError
-from .events import DecodedBatch, EventDecoder, Rejection, dead_letter_record
-from .local_kafka import resolve_bootstrap
-from .query import Unroutable, answer, parse_request, read_envelope, reply_error, reply_value
-from .replica import Replica
-from .settings import Settings
-from .snapshot import Snapshot, encode_snapshot, read_snapshot, write_bytes_atomically
-from .summaries import SummaryClock
-from .topic_admin import ensure_topics
+from pipeline.core.delta import decode_delta, delta_from_decoded, encode_delta
+from pipeline.core.events import DecodedBatch, EventDecoder, Rejection, dead_letter_record
+from pipeline.core.query import Unroutable, answer, parse_request, read_envelope, reply_error, reply_value
+from pipeline.core.replica import Replica
+from pipeline.core.snapshot import Snapshot, encode_snapshot, read_snapshot, write_bytes_atomically
+from pipeline.core.summaries import SummaryClock
+from pipeline.errors import AuditError
+from pipeline.settings import Settings
 
-__all__ = ["Worker", "register"]
+__all__ = ["Worker"]
 
 log = logging.getLogger(__name__)
 
@@ -418,26 +415,3 @@ async def _partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
         await consumer._client.force_metadata_update()  # noqa: SLF001 - no public refresh in aiokafka
         await asyncio.sleep(0.1)
     raise KafkaError(f"topic {topic!r} does not exist; run 'inbound-audit topics'")
-
-
-async def _serve(settings: Settings) -> None:
-    bootstrap = resolve_bootstrap(settings)
-    report = await ensure_topics(settings, bootstrap)
-    for line in report.lines():
-        log.info("%s", line)
-    await Worker(settings, bootstrap).run()
-
-
-def _run(args: argparse.Namespace, settings: Settings) -> int:
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(_serve(settings))
-    return 0
-
-
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "worker",
-        help="run a pipeline worker (starts the local Kafka when KAFKA_BOOTSTRAP_SERVERS is unset)",
-    )
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    parser.set_defaults(func=_run)

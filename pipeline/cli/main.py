@@ -12,14 +12,14 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .errors import InboundAuditError
-from .settings import load_settings
+from pipeline.errors import InboundAuditError
+from pipeline.settings import load_settings
 
 __all__ = ["main"]
 
 #: Modules that contribute sub-commands; each has ``register(subparsers) -> None`` and sets
 #: ``func(args, settings) -> int`` on its parser.
-COMMAND_MODULES: tuple[str, ...] = ("worker", "topic_admin", "query_cli", "simulate", "deadletters", "lua_policy")
+COMMAND_MODULES: tuple[str, ...] = ("worker", "topics", "query", "simulate", "deadletters", "lua")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
-        importlib.import_module(f"pipeline.{name}").register(subparsers)
+        importlib.import_module(f"pipeline.cli.{name}").register(subparsers)
     return parser
 
 

@@ -7,13 +7,13 @@ import os
 import subprocess
 from pathlib import Path
 
-from .errors import LocalKafkaError
-from .settings import Settings
+from pipeline.errors import LocalKafkaError
+from pipeline.settings import Settings
 
 __all__ = ["ensure_local_kafka", "stop_local_kafka", "local_kafka_running", "resolve_bootstrap", "SCRIPT"]
 
 #: The one script that knows how to run Kafka locally; located from the source tree, not the cwd.
-SCRIPT = Path(__file__).resolve().parent.parent / "deploy" / "kafka"
+SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "kafka"
 
 
 def _run(settings: Settings, command: str) -> subprocess.CompletedProcess[str]:

@@ -40,7 +40,7 @@ from typing import Any, NamedTuple, cast
 import msgspec
 import orjson
 
-from .cidr import IpParser
+from pipeline.core.cidr import IpParser
 
 __all__ = [
     "METRICS",

@@ -23,20 +23,16 @@ until one returns something other than VALIDATE_CONT, with Momentum's documented
 
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lupa
 
-from .client import DEFAULT_TIMEOUT_S, SyncAuditClient
-from .errors import AuditError, InboundAuditError
-from .local_kafka import resolve_bootstrap
-from .settings import Settings
+from pipeline.clients.client import SyncAuditClient
+from pipeline.errors import AuditError, InboundAuditError
 
-__all__ = ["CONSTANTS", "HOOK_ARGS", "LuaPolicyError", "PolicyOutcome", "run_policy", "register"]
+__all__ = ["CONSTANTS", "HOOK_ARGS", "LuaPolicyError", "PolicyOutcome", "run_policy"]
 
 CONSTANTS: dict[str, int] = {
     "VALIDATE_CONT": 0,
@@ -210,39 +206,3 @@ def run_policy(
     if outcome is None:
         raise LuaPolicyError(f"{path}: no registered module defines {hook}")
     return outcome
-
-
-def _run(args: argparse.Namespace, settings: Settings) -> int:
-    with SyncAuditClient(
-        settings, bootstrap=resolve_bootstrap(settings), cluster=args.cluster_default, timeout_s=args.timeout
-    ) as client:
-        try:
-            outcome = run_policy(args.script, args.hook, args.ip, args.node, client, argument=args.arg)
-        except LuaPolicyError as exc:
-            print(f"lua error: {exc}", file=sys.stderr)
-            return 1
-    print(outcome)
-    return 0
-
-
-def register(subparsers: Any) -> None:
-    """Add ``lua`` to the ``inbound-audit`` CLI."""
-    parser = subparsers.add_parser(
-        "lua",
-        help="run a Momentum policy hook (msys.audit.*) for one session, against the fleet's counts",
-        description=(
-            "Load SCRIPT, call HOOK for a session from --ip on --node, print the decision: "
-            "VALIDATE_CONT, or e.g. 'VALIDATE_DONE 421 connection rate limit exceeded'. "
-            "A Lua error (including an audit error reply) prints 'lua error: ...' and exits 1."
-        ),
-    )
-    parser.add_argument("script", metavar="SCRIPT", type=Path)
-    parser.add_argument("--hook", default="validate_mailfrom", help="default validate_mailfrom")
-    parser.add_argument("--ip", required=True, help="the connecting IP of the session")
-    parser.add_argument("--node", required=True, help="the MTA node the session is on")
-    parser.add_argument("--arg", default="", help="the hook's string argument (EHLO name, MAIL FROM address)")
-    parser.add_argument(
-        "--cluster-default", action="store_true", help="without an explicit cluster option, ask about the whole fleet"
-    )
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S")
-    parser.set_defaults(func=_run)

@@ -15,9 +15,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from .errors import InboundAuditError
-from .local_kafka import resolve_bootstrap
-from .settings import Settings
+from pipeline.errors import InboundAuditError
+from pipeline.kafka.local_kafka import resolve_bootstrap
+from pipeline.settings import Settings
 
 __all__ = ["register", "format_letter", "tail_deadletters"]
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 
-from .counts import WindowedCounts
-from .delta import Delta
-from .sessions import SessionGauge
-from .windows import Monitor
+from pipeline.core.counts import WindowedCounts
+from pipeline.core.delta import Delta
+from pipeline.core.sessions import SessionGauge
+from pipeline.core.windows import Monitor
 
 __all__ = ["Replica"]
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 
-from .cidr import Block
-from .delta import Delta, FamilyColumns
-from .prefix_counts import KEY_DTYPES, PrefixCounts
-from .windows import Monitor
+from pipeline.core.cidr import Block
+from pipeline.core.delta import Delta, FamilyColumns
+from pipeline.core.prefix_counts import KEY_DTYPES, PrefixCounts
+from pipeline.core.windows import Monitor
 
 __all__ = ["WindowedCounts", "CellKey", "METRIC_NAMES"]
 

@@ -22,8 +22,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from .errors import AuditError, AuditTimeout, InboundAuditError
-from .settings import Settings
+from pipeline.errors import AuditError, AuditTimeout, InboundAuditError
+from pipeline.settings import Settings
 
 __all__ = [
     "AuditClient",

@@ -17,8 +17,8 @@ from itertools import compress
 import numpy as np
 import orjson
 
-from .events import DecodedBatch
-from .prefix_counts import KEY_DTYPES
+from pipeline.core.events import DecodedBatch
+from pipeline.core.prefix_counts import KEY_DTYPES
 
 __all__ = ["Delta", "FamilyColumns", "SessionOp", "delta_from_decoded", "encode_delta", "decode_delta"]
 

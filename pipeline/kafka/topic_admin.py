@@ -7,21 +7,18 @@ the timestamp type of a live topic is an operator's decision, so a difference is
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 from dataclasses import dataclass
-from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
-from .errors import InboundAuditError
-from .local_kafka import resolve_bootstrap
-from .settings import Settings
-from .topic_specs import TopicSpec, topic_specs
+from pipeline.errors import InboundAuditError
+from pipeline.kafka.topic_specs import TopicSpec, topic_specs
+from pipeline.settings import Settings
 
-__all__ = ["TopicReport", "ensure_topics", "register"]
+__all__ = ["TopicReport", "ensure_topics"]
 
 
 @dataclass(frozen=True)
@@ -128,23 +125,3 @@ async def ensure_topics(settings: Settings, bootstrap: str) -> TopicReport:
         ok=tuple(s for s in to_compare if not differences[s.name]),
         mismatches=tuple(f"{name}: {line}" for name, lines in differences.items() for line in lines),
     )
-
-
-def _run(args: argparse.Namespace, settings: Settings) -> int:
-    report = asyncio.run(ensure_topics(settings, resolve_bootstrap(settings)))
-    for line in report.lines():
-        print(line)
-    return 1 if report.mismatches else 0
-
-
-def register(subparsers: Any) -> None:
-    """Add the ``topics`` sub-command to the ``inbound-audit`` CLI."""
-    parser = subparsers.add_parser(
-        "topics",
-        help="create missing Kafka topics; report existing ones that differ (exit 1)",
-        description=(
-            "Create every topic of topics/topics.toml that is missing, with its partitions and configs. "
-            "Existing topics are not changed; any difference is printed as MISMATCH and exits 1."
-        ),
-    )
-    parser.set_defaults(func=_run)

@@ -13,11 +13,11 @@ from typing import Any
 
 import orjson
 
-from .cidr import Block, resolve_cidr
-from .counts import WindowedCounts
-from .errors import AuditError
-from .sessions import SessionGauge
-from .windows import Monitor, parse_monitors
+from pipeline.core.cidr import Block, resolve_cidr
+from pipeline.core.counts import WindowedCounts
+from pipeline.core.sessions import SessionGauge
+from pipeline.core.windows import Monitor, parse_monitors
+from pipeline.errors import AuditError
 
 __all__ = [
     "OPS",

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .cidr import Block
-from .delta import SessionOp
+from pipeline.core.cidr import Block
+from pipeline.core.delta import SessionOp
 
 __all__ = ["SessionGauge"]
 

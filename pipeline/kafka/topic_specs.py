@@ -15,8 +15,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .settings import Settings
+from pipeline.errors import ConfigError
+from pipeline.settings import Settings
 
 __all__ = [
     "TOPICS_DIR",
@@ -30,7 +30,7 @@ __all__ = [
     "schema_names",
 ]
 
-TOPICS_DIR = Path(__file__).resolve().parent.parent / "topics"
+TOPICS_DIR = Path(__file__).resolve().parents[2] / "topics"
 TOPICS_FILE = TOPICS_DIR / "topics.toml"
 SCHEMAS_DIR = TOPICS_DIR / "schemas"
 

@@ -22,9 +22,9 @@ from typing import Any
 
 import orjson
 
-from .local_kafka import resolve_bootstrap
-from .publisher import EventPublisher
-from .settings import Settings
+from pipeline.clients.publisher import EventPublisher
+from pipeline.kafka.local_kafka import resolve_bootstrap
+from pipeline.settings import Settings
 
 __all__ = ["Simulation", "TrafficModel", "simulate", "register"]
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import orjson
 
-from .counts import WindowedCounts
-from .replica import Replica
-from .sessions import SessionGauge
-from .windows import Monitor
+from pipeline.core.counts import WindowedCounts
+from pipeline.core.replica import Replica
+from pipeline.core.sessions import SessionGauge
+from pipeline.core.windows import Monitor
 
 __all__ = ["Snapshot", "encode_snapshot", "decode_snapshot", "write_bytes_atomically", "read_snapshot"]
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 import orjson
 
-from .cidr import Block
-from .counts import METRIC_NAMES, WindowedCounts
-from .prefix_counts import PrefixCounts, keys_to_ints
-from .settings import Settings
-from .windows import Monitor
+from pipeline.core.cidr import Block
+from pipeline.core.counts import METRIC_NAMES, WindowedCounts
+from pipeline.core.prefix_counts import PrefixCounts, keys_to_ints
+from pipeline.core.windows import Monitor
+from pipeline.settings import Settings
 
 __all__ = ["SummaryClock", "summarize_window", "TOP_LEVELS"]
 

@@ -20,9 +20,9 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
-from .errors import InboundAuditError
-from .events import MAX_BATCH_EVENTS, MAX_MESSAGE_BYTES
-from .settings import Settings
+from pipeline.core.events import MAX_BATCH_EVENTS, MAX_MESSAGE_BYTES
+from pipeline.errors import InboundAuditError
+from pipeline.settings import Settings
 
 __all__ = ["EventPublisher", "encode_batches"]
 
