@@ -63,7 +63,11 @@ def _ingest_rate(messages: list[bytes], per_batch: int) -> float:
         batch = DecodedBatch()
         for raw in messages[first : first + per_batch]:
             decoder.decode(raw, now_s=NOW, oldest_kept_s=oldest, into=batch)
-        delta = decode_delta(encode_delta(delta_from_decoded(batch, 0, first, first + per_batch - 1)))
+        delta = decode_delta(
+            encode_delta(
+                delta_from_decoded(batch, 0, [(first + per_batch - 1, len(batch.node), len(batch.sessions))], first - 1)
+            )
+        )
         replica.apply(delta, NOW)
     return len(messages) * EVENTS_PER_MESSAGE / (time.perf_counter() - start)
 
@@ -80,7 +84,7 @@ def _big_store(n_ips: int) -> tuple[Replica, np.ndarray]:
         metric=[0] * n_ips,
         n=[1] * n_ips,
     )
-    replica.apply(delta_from_decoded(decoded, 0, 0, n_ips - 1), NOW)
+    replica.apply(delta_from_decoded(decoded, 0, [(0, len(decoded.node), 0)]), NOW)
     return replica, addrs
 
 

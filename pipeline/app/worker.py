@@ -317,8 +317,8 @@ class Worker:
 
     async def _ingest_partition(self, tp: TopicPartition, records: list[Any]) -> None:
         """Count ``records`` as one delta per ``batch_max_events`` events (deltas stay small)."""
-        first = 0
-        batch, dead = DecodedBatch(), []
+
+        batch, dead, ends = DecodedBatch(), [], []
         for i, record in enumerate(records):
             # The broker's append time (the events topic uses LogAppendTime) is the reference
             # clock for too_late / future_timestamp, so a replay decides exactly as before.
@@ -327,16 +327,17 @@ class Worker:
             self.decoder.decode(record.value or b"", now_s=now_s, oldest_kept_s=self._oldest_kept(now_s), into=batch)
             for rejection in batch.rejected[before:]:
                 dead.append(orjson.dumps(dead_letter_record(rejection, tp.topic, tp.partition, record.offset)))
+            ends.append((record.offset, len(batch.node), len(batch.sessions)))
             if len(batch.node) + len(batch.sessions) >= self.settings.batch_max_events or i == len(records) - 1:
-                await self._publish_delta(tp, batch, dead, records[first].offset, record.offset)
-                first, batch, dead = i + 1, DecodedBatch(), []
+                await self._publish_delta(tp, batch, dead, ends)
+                batch, dead, ends = DecodedBatch(), [], []
             # Let queries in between messages: decoding a whole fetch at once would hold them up.
             await asyncio.sleep(0)
 
     async def _publish_delta(
-        self, tp: TopicPartition, batch: DecodedBatch, dead: list[bytes], first_offset: int, last_offset: int
+        self, tp: TopicPartition, batch: DecodedBatch, dead: list[bytes], ends: list[tuple[int, int, int]]
     ) -> None:
-        delta = delta_from_decoded(batch, tp.partition, first_offset, last_offset)
+        delta = delta_from_decoded(batch, tp.partition, ends, self.replica.last_applied(tp.partition))
         self.stats["events"] += delta.event_count + len(delta.sessions)
         self.stats["dead_letters"] += len(dead)
         # One transaction: the delta (which marks the batch done) and its dead letters are

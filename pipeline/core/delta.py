@@ -1,11 +1,14 @@
 """The per-batch delta: validated events of one source-partition offset range, in columns.
 
-The worker that owns an events partition turns each consumed batch into one ``Delta`` and
-publishes it to the state topic; every worker (the owner included) applies every delta to its
-replica of the counts. The delta names the source offsets it covers, which is what makes
-applying it idempotent after a crash or rebalance (``replica.py``).
+The worker that owns an events partition turns each consumed batch of messages into one
+``Delta`` and writes it to the state changelog; every worker (the owner included) applies every
+delta to its replica of the counts. A delta names its source partition, the source offset it
+continues from (``prev_offset``) and, per source message, where that message's events end in each
+column (``spans``). That is what lets a replica apply each source message exactly once whatever
+order writers' deltas arrive in: a delta that overlaps what was applied is cut to the messages
+after it (``after``), and one that does not continue it reveals a gap (``replica.py``).
 
-Wire format: ``b"IAD1"``, a 4-byte header length, an orjson header, then the raw column arrays.
+Wire format: ``b"IAD2"``, a 4-byte header length, an orjson header, then the raw column arrays.
 """
 
 from __future__ import annotations
@@ -20,13 +23,28 @@ import orjson
 from pipeline.core.events import DecodedBatch
 from pipeline.core.prefix_counts import KEY_DTYPES
 
-__all__ = ["Delta", "FamilyColumns", "SessionOp", "delta_from_decoded", "encode_delta", "decode_delta"]
+__all__ = [
+    "CHAIN_START",
+    "Delta",
+    "FamilyColumns",
+    "SessionOp",
+    "Span",
+    "delta_from_decoded",
+    "encode_delta",
+    "decode_delta",
+]
 
-_MAGIC = b"IAD1"
+_MAGIC = b"IAD2"
 _HEADER_LEN = struct.Struct(">I")
 
 #: (kind, node, family, address, service); kind is "open", "close" or "reset".
 SessionOp = tuple[str, str, int, int, str]
+
+#: One source message of a delta: (offset, end in v4 columns, end in v6 columns, end in sessions).
+Span = tuple[int, int, int, int]
+
+#: ``prev_offset`` of a delta that starts a partition's chain (its writer had applied nothing).
+CHAIN_START = -1
 
 _COLUMN_DTYPES = (("sec", np.dtype(np.int64)), ("metric", np.dtype(np.uint8)), ("node", np.dtype(np.uint32)))
 
@@ -56,26 +74,63 @@ class FamilyColumns:
     def __len__(self) -> int:
         return len(self.key)
 
+    def tail(self, start: int) -> FamilyColumns:
+        """The rows from ``start`` on (views, no copies)."""
+        return FamilyColumns(
+            self.family, self.sec[start:], self.metric[start:], self.node[start:], self.key[start:], self.n[start:]
+        )
+
 
 @dataclass(slots=True)
 class Delta:
-    """Everything one batch of source offsets ``first_offset..last_offset`` changes."""
+    """Everything the source messages ``spans`` (offsets ascending) of one partition change."""
 
     partition: int
-    first_offset: int
-    last_offset: int
+    prev_offset: int
+    spans: list[Span]
     nodes: list[str]
     v4: FamilyColumns
     v6: FamilyColumns
     sessions: list[SessionOp] = field(default_factory=list)
 
     @property
+    def first_offset(self) -> int:
+        return self.spans[0][0]
+
+    @property
+    def last_offset(self) -> int:
+        return self.spans[-1][0]
+
+    @property
     def event_count(self) -> int:
         return len(self.v4) + len(self.v6)
 
+    def after(self, offset: int) -> Delta:
+        """Only the messages after source ``offset``, continuing from it (must leave at least one)."""
+        k = next(i for i, span in enumerate(self.spans) if span[0] > offset)
+        if k == 0:
+            return self
+        _, v4_start, v6_start, session_start = self.spans[k - 1]
+        spans = [(o, e4 - v4_start, e6 - v6_start, es - session_start) for o, e4, e6, es in self.spans[k:]]
+        return Delta(
+            self.partition,
+            offset,
+            spans,
+            self.nodes,
+            self.v4.tail(v4_start),
+            self.v6.tail(v6_start),
+            self.sessions[session_start:],
+        )
 
-def delta_from_decoded(decoded: DecodedBatch, partition: int, first_offset: int, last_offset: int) -> Delta:
-    """Columnarise a decoded batch: C-level passes over the lists (``map``, ``compress``), numpy after."""
+
+def delta_from_decoded(
+    decoded: DecodedBatch, partition: int, message_ends: list[tuple[int, int, int]], prev_offset: int = CHAIN_START
+) -> Delta:
+    """Columnarise a decoded batch: C-level passes over the lists (``map``, ``compress``), numpy after.
+
+    ``message_ends`` lists, per source message in offset order, (offset, windowed events decoded
+    up to and including it, session events likewise).
+    """
     count = len(decoded.node)
     node_ids = {name: i for i, name in enumerate(dict.fromkeys(decoded.node))}
     node = np.fromiter(map(node_ids.__getitem__, decoded.node), np.uint32, count)
@@ -83,6 +138,7 @@ def delta_from_decoded(decoded: DecodedBatch, partition: int, first_offset: int,
     metric = np.array(decoded.metric, dtype=np.uint8)
     n = np.array(decoded.n, dtype=np.int64)
     is6 = np.array(decoded.family, dtype=np.uint8) == 6
+    spans = _spans(message_ends, is6)
     if not is6.any():
         v4 = FamilyColumns(4, sec, metric, node, np.array(decoded.addr, dtype=np.uint32), n)
         v6 = FamilyColumns.empty(6)
@@ -92,15 +148,25 @@ def delta_from_decoded(decoded: DecodedBatch, partition: int, first_offset: int,
         keys6 = np.frombuffer(b"".join([a.to_bytes(16, "big") for a in compress(decoded.addr, is6.tolist())]), "S16")
         v4 = FamilyColumns(4, sec[is4], metric[is4], node[is4], keys4, n[is4])
         v6 = FamilyColumns(6, sec[is6], metric[is6], node[is6], keys6, n[is6])
-    return Delta(partition, first_offset, last_offset, list(node_ids), v4, v6, list(decoded.sessions))
+    return Delta(partition, prev_offset, spans, list(node_ids), v4, v6, list(decoded.sessions))
+
+
+def _spans(message_ends: list[tuple[int, int, int]], is6: np.ndarray) -> list[Span]:
+    """Per message, where its events end in the v4 and v6 columns (cumulative counts)."""
+    ends = np.array([end for _, end, _ in message_ends], dtype=np.int64)
+    v6_before = np.concatenate(([0], np.cumsum(is6, dtype=np.int64)))[ends]
+    return [
+        (offset, end - e6, e6, sessions_end)
+        for (offset, end, sessions_end), e6 in zip(message_ends, v6_before.tolist(), strict=True)
+    ]
 
 
 def encode_delta(delta: Delta) -> bytes:
     header = orjson.dumps(
         {
             "p": delta.partition,
-            "first": delta.first_offset,
-            "last": delta.last_offset,
+            "prev": delta.prev_offset,
+            "spans": delta.spans,
             "nodes": delta.nodes,
             "n4": len(delta.v4),
             "n6": len(delta.v6),
@@ -137,4 +203,7 @@ def _decode_delta(raw: bytes) -> Delta:
     if offset != len(raw):
         raise ValueError(f"delta length mismatch: {len(raw)} bytes, expected {offset}")
     sessions = [(k, nd, fam, int(addr), svc) for k, nd, fam, addr, svc in header["sessions"]]
-    return Delta(header["p"], header["first"], header["last"], header["nodes"], families[0], families[1], sessions)
+    spans = [(int(o), int(e4), int(e6), int(es)) for o, e4, e6, es in header["spans"]]
+    if not spans or spans[-1][1:] != (header["n4"], header["n6"], len(sessions)):
+        raise ValueError("delta spans do not match its columns")
+    return Delta(header["p"], header["prev"], spans, header["nodes"], families[0], families[1], sessions)

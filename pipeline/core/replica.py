@@ -1,27 +1,37 @@
-"""One worker's replica of the fleet's state, rebuilt from the delta log, applied exactly once.
+"""One worker's replica of the fleet's state, rebuilt from the delta log, each source message once.
 
-Every delta names the source partition and offset range it covers. The replica remembers the
-last source offset applied per partition and ignores any delta that does not start right after
-it — a re-published or zombie delta can therefore never be counted twice, and the owner of a
-partition knows exactly where to resume reading events after a crash or rebalance.
+Every delta names its source partition, the source offset it continues from (``prev_offset``)
+and the source messages it carries. The replica remembers, per source partition, the last source
+offset applied, and judges each delta against it:
+
+* ``duplicate`` — everything in it is already applied (an echo, a recovery re-read, a writer that
+  re-processed messages after a crash, a zombie): ignored;
+* ``applied``   — it continues what was applied; messages at or below the applied offset (a zombie
+  and the new owner writing the same messages) are cut off first, so each counts once;
+* ``gap``       — it continues from an offset the replica never reached: some delta between is
+  missing here. Nothing is applied; the caller must find the missing delta (re-read the log)
+  or knowingly ``skip_gap``, never move on silently.
+
+The owner of a source partition resumes right after ``applied[p]``, so a crash between writing a
+delta and committing the source offsets never counts a message twice.
 """
 
 from __future__ import annotations
 
-import logging
+from typing import Literal
 
 from pipeline.core.counts import WindowedCounts
-from pipeline.core.delta import Delta
+from pipeline.core.delta import CHAIN_START, Delta
 from pipeline.core.sessions import SessionGauge
 from pipeline.core.windows import Monitor
 
-__all__ = ["Replica"]
+__all__ = ["Outcome", "Replica"]
 
-log = logging.getLogger(__name__)
+Outcome = Literal["applied", "duplicate", "gap"]
 
 
 class Replica:
-    """Counts, gauge and the per-partition high-water mark of applied source offsets."""
+    """Counts, gauge and the per-partition last applied source offset."""
 
     def __init__(self, monitors: tuple[Monitor, ...]) -> None:
         self.counts = WindowedCounts(monitors)
@@ -33,20 +43,37 @@ class Replica:
         last = self.applied.get(partition)
         return None if last is None else last + 1
 
-    def apply(self, delta: Delta, now_s: float) -> bool:
-        """Apply ``delta`` unless it overlaps what is already applied; True when applied."""
+    def last_applied(self, partition: int) -> int:
+        """What a writer continuing this partition states as its ``prev_offset``."""
+        return self.applied.get(partition, CHAIN_START)
+
+    def judge(self, delta: Delta) -> Outcome:
+        """What ``apply`` would do with ``delta``, without doing it."""
+        last = self.applied.get(delta.partition)
+        if last is None:
+            return "applied"
+        if delta.last_offset <= last:
+            return "duplicate"
+        if delta.prev_offset > last:
+            return "gap"
+        return "applied"
+
+    def apply(self, delta: Delta, now_s: float) -> Outcome:
+        """Apply the part of ``delta`` not applied yet, unless it does not continue the chain."""
+        outcome = self.judge(delta)
+        if outcome != "applied":
+            return outcome
         last = self.applied.get(delta.partition)
         if last is not None and delta.first_offset <= last:
-            if delta.last_offset > last:
-                log.error(
-                    "delta for partition %d offsets %d..%d overlaps applied offset %d; ignored",
-                    delta.partition,
-                    delta.first_offset,
-                    delta.last_offset,
-                    last,
-                )
-            return False
+            delta = delta.after(last)
+        self._count(delta, now_s)
+        return outcome
+
+    def skip_gap(self, delta: Delta, now_s: float) -> None:
+        """Apply a delta across a gap that cannot be filled (the log no longer holds it)."""
+        self._count(delta, now_s)
+
+    def _count(self, delta: Delta, now_s: float) -> None:
         self.counts.apply(delta, now_s)
         self.gauge.apply(delta.sessions)
         self.applied[delta.partition] = delta.last_offset
-        return True

@@ -160,12 +160,15 @@ def apply_in_batches(events: list[Ev], replica: Replica, via_wire: bool) -> None
         offset += chunk_size
         if not chunk:
             continue
-        delta = delta_from_decoded(
-            to_decoded(chunk), partition % 2, 1000 * partition, 1000 * partition + len(chunk) - 1
-        )
+        delta = delta_from_decoded(to_decoded(chunk), partition % 2, one_message_each(chunk, 1000 * partition))
         if via_wire:
             delta = decode_delta(encode_delta(delta))
-        assert replica.apply(delta, NOW)
+        assert replica.apply(delta, NOW) == "applied"
+
+
+def one_message_each(events: list[Ev], first_offset: int) -> list[tuple[int, int, int]]:
+    """``message_ends`` for windowed events sent one per source message from ``first_offset`` on."""
+    return [(first_offset + i, i + 1, 0) for i in range(len(events))]
 
 
 @settings(max_examples=200, deadline=None)
@@ -203,15 +206,59 @@ def test_zero_prefix_counts_every_address_of_one_family_only() -> None:
     assert (v4_all, v6_all) == (sum(range(1, len(V4_POOL) + 1)), 1000)
 
 
-def test_duplicate_or_overlapping_delta_is_not_counted_twice() -> None:
+def test_duplicate_overlapping_and_gapped_deltas() -> None:
     replica = Replica(MONITORS)
-    decoded = to_decoded([Ev("n", NOW, 4, V4_POOL[0], 0, 5)])
-    assert replica.apply(delta_from_decoded(decoded, 3, 10, 19), NOW)
-    assert not replica.apply(delta_from_decoded(decoded, 3, 10, 19), NOW)
-    assert not replica.apply(delta_from_decoded(decoded, 3, 15, 25), NOW)
-    assert replica.apply(delta_from_decoded(decoded, 3, 20, 20), NOW)
-    assert replica.next_offset(3) == 21
-    assert replica.counts.count(MONITORS[0], 0, block_of(4, V4_POOL[0], 32), 0, 0, NOW, NOW, "n") == 10
+    events = [Ev("n", NOW, 4, V4_POOL[0], 0, 1 << i) for i in range(4)]  # n = 1, 2, 4, 8: offsets 10..13
+
+    def delta(first: int, last: int, prev: int):
+        part = events[first - 10 : last - 9]
+        return delta_from_decoded(to_decoded(part), 3, one_message_each(part, first), prev)
+
+    def total() -> int:
+        return replica.counts.count(MONITORS[0], 0, block_of(4, V4_POOL[0], 32), 0, 0, NOW, NOW, "n")
+
+    assert replica.apply(delta(10, 11, -1), NOW) == "applied"
+    assert replica.apply(delta(10, 11, -1), NOW) == "duplicate"
+    assert replica.apply(delta(13, 13, 12), NOW) == "gap"  # offset 12 was never applied here
+    assert total() == 3
+    assert replica.apply(decode_delta(encode_delta(delta(11, 12, 10))), NOW) == "applied"  # overlap: only 12
+    assert (total(), replica.next_offset(3)) == (7, 13)
+    assert replica.apply(delta(13, 13, 12), NOW) == "applied"
+    assert total() == 15
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(1, 4), min_size=1, max_size=12), st.data())
+def test_any_interleaving_of_two_writers_counts_each_message_once(sizes: list[int], data: st.DataObject) -> None:
+    """A zombie and the new owner chunk the same messages differently; every order of their deltas
+    that keeps each writer's own order (as one log partition does) counts each message exactly once."""
+    messages = [[Ev("n", NOW, 4, V4_POOL[i % len(V4_POOL)], 0, i + 1)] * size for i, size in enumerate(sizes)]
+
+    def writer(start: int, prev: int, cuts: list[int]) -> list:
+        deltas, begin = [], start
+        for cut in sorted({c for c in cuts if start < c < len(messages)}) + [len(messages)]:
+            part = messages[begin:cut]
+            flat = [e for m in part for e in m]
+            ends = [(begin + k, sum(len(m) for m in part[: k + 1]), 0) for k in range(len(part))]
+            deltas.append(delta_from_decoded(to_decoded(flat), 0, ends, prev))
+            prev, begin = cut - 1, cut
+        return deltas
+
+    zombie = writer(0, -1, data.draw(st.lists(st.integers(1, len(messages)), max_size=4)))
+    # The new owner resumes after what its replica had read of the log: some of the zombie's deltas.
+    seen = data.draw(st.integers(0, len(zombie) - 1))
+    head, tail, order = zombie[:seen], zombie[seen:], []
+    takeover = head[-1].last_offset + 1 if head else 0
+    owner = writer(takeover, takeover - 1, data.draw(st.lists(st.integers(1, len(messages)), max_size=4)))
+    picks = data.draw(st.lists(st.booleans(), min_size=len(tail) + len(owner), max_size=len(tail) + len(owner)))
+    a, b = list(tail), list(owner)
+    for pick in picks:
+        order.append((a if (pick and a) or not b else b).pop(0))
+    replica = Replica(MONITORS)
+    outcomes = [replica.apply(d, NOW) for d in head + order]
+    assert "gap" not in outcomes
+    everything = [e for m in messages for e in m]
+    assert replica.counts.count(MONITORS[0], 0, block_of(4, 0, 0), 0, 0, NOW, NOW, None) == sum(e.n for e in everything)
 
 
 def test_expire_frees_windows_and_expired_windows_answer_zero() -> None:
@@ -263,7 +310,7 @@ def test_session_gauge_matches_replayed_oracle(ops: list, prefix: int, pick: int
 
 
 def test_corrupt_state_records_are_refused_with_value_error() -> None:
-    good = encode_delta(delta_from_decoded(to_decoded([Ev("n", NOW, 6, V6_POOL[0], 1, 2)]), 0, 0, 0))
+    good = encode_delta(delta_from_decoded(to_decoded([Ev("n", NOW, 6, V6_POOL[0], 1, 2)]), 0, [(0, 1, 0)]))
     assert decode_delta(good).v6.n.tolist() == [2]
     for bad in (None, b"", b"junk", good[:-3], good + b"x", good[:8] + b"[" + good[9:], b"IAD1\x00\x00\x00\x02{}"):
         with pytest.raises(ValueError):

@@ -16,7 +16,7 @@ def sample_replica() -> Replica:
     events = [
         Ev("a", NOW - 5 * i, 4 if i % 2 else 6, (V4_POOL if i % 2 else V6_POOL)[i % 7], i % 3, i + 1) for i in range(60)
     ]
-    replica.apply(delta_from_decoded(to_decoded(events), 2, 100, 159), NOW)
+    replica.apply(delta_from_decoded(to_decoded(events), 2, [(159, 60, 0)]), NOW)
     replica.gauge.apply([("open", "a", 4, V4_POOL[1], "SMTP"), ("open", "b", 6, V6_POOL[2], "ECStream")])
     return replica
 

@@ -36,7 +36,7 @@ def test_summary_matches_brute_force() -> None:
         n=[r[4] for r in rows],
     )
     replica = Replica((MONITOR,))
-    replica.apply(delta_from_decoded(decoded, 0, 0, 0), START + 30)
+    replica.apply(delta_from_decoded(decoded, 0, [(0, len(decoded.node), len(decoded.sessions))]), START + 30)
     limit = 5
     for node in (None, "a"):
         summary = summarize_window(replica.counts, MONITOR, START, node, limit, START + 70)
