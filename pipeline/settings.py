@@ -44,6 +44,9 @@ class Settings:
     batch_max_events: int = 20_000
     snapshot_interval_s: float = 60.0
     snapshot_dir: Path | None = None
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    kafka_timeout_s: float = 60.0
 
     @property
     def bootstrap(self) -> str:
@@ -121,4 +124,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         batch_max_events=_read(env, "INBOUND_AUDIT_BATCH_MAX_EVENTS", _int_in(1, 10_000_000), d.batch_max_events),
         snapshot_interval_s=_read(env, "INBOUND_AUDIT_SNAPSHOT_INTERVAL_S", _positive_float, d.snapshot_interval_s),
         snapshot_dir=_read(env, "INBOUND_AUDIT_SNAPSHOT_DIR", Path, d.snapshot_dir),
+        web_host=_read(env, "INBOUND_AUDIT_WEB_HOST", str, d.web_host),
+        web_port=_read(env, "INBOUND_AUDIT_WEB_PORT", _int_in(0, 65535), d.web_port),
+        kafka_timeout_s=_read(env, "INBOUND_AUDIT_KAFKA_TIMEOUT_S", _positive_float, d.kafka_timeout_s),
     )

@@ -1,34 +1,21 @@
-"""``inbound-audit worker``: run one member of the fleet until SIGINT/SIGTERM."""
+"""``inbound-audit worker``: run one member of the fleet (a Faust worker) until SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 from typing import Any
 
-from pipeline.app.worker import Worker
+from pipeline.app.worker import run_worker
 from pipeline.kafka.local_kafka import resolve_bootstrap
-from pipeline.kafka.topic_admin import ensure_topics
 from pipeline.settings import Settings
 
 __all__ = ["register"]
 
-log = logging.getLogger(__name__)
-
-
-async def _serve(settings: Settings) -> None:
-    bootstrap = resolve_bootstrap(settings)
-    report = await ensure_topics(settings, bootstrap)
-    for line in report.lines():
-        log.info("%s", line)
-    await Worker(settings, bootstrap).run()
-
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(_serve(settings))
-    return 0
+    return run_worker(settings, resolve_bootstrap(settings), args.log_level)
 
 
 def register(subparsers: Any) -> None:

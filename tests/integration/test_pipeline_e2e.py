@@ -60,6 +60,12 @@ def dead_letter_reasons(records: list) -> Counter[str]:
     return Counter(orjson.loads(r.value)["reason"] for r in records)
 
 
+def dead_letter_identity(record: object) -> tuple[int, str, str, str]:
+    """What a repeated dead letter shares with the first: source offset, reason, detail, value."""
+    letter = orjson.loads(record.value)  # type: ignore[attr-defined]
+    return letter["offset"], letter["reason"], letter["detail"], letter["value"]
+
+
 async def start_workers(env: dict[str, str], n: int) -> list[WorkerProcess]:
     workers = [WorkerProcess(env, name=f"worker-{i}").start() for i in range(n)]
     await asyncio.gather(*(w.wait_ready() for w in workers))
@@ -126,19 +132,26 @@ async def test_sigkill_mid_stream_loses_and_duplicates_nothing(kafka_bootstrap: 
     stream = generate(MONITORS, time.time(), 60_000, seed=31)
     (worker,) = await start_workers(env, 1)
 
+    a_third_sent = asyncio.Event()
+
     async def trickle() -> None:
-        chunks = 30
+        chunks = 60
         step = -(-len(stream.messages) // chunks)
         for i in range(0, len(stream.messages), step):
             await publish(settings.bootstrap, settings.events_topic, stream.messages[i : i + step])
+            if i >= len(stream.messages) // 3:
+                a_third_sent.set()
             await asyncio.sleep(0.15)
 
     try:
         await worker.wait_for_log("owning events partitions")
         feeding = asyncio.create_task(trickle())
-        # Kill it while events are still arriving and being counted, restart it while they still are.
-        await worker.wait_for_log("stats: counted")
-        await worker.wait_for_log("replica snapshot written")
+        # Kill it while events are still arriving and being counted (after a snapshot of some of
+        # them), restart it while they still are.
+        await a_third_sent.wait()
+        written = sum("replica snapshot written" in line for line in worker.lines)
+        while sum("replica snapshot written" in line for line in worker.lines) == written:
+            await asyncio.sleep(0.05)
         worker.kill()
         assert not feeding.done(), "the stream ended before the kill: the test would prove nothing"
         worker.start()
@@ -149,9 +162,13 @@ async def test_sigkill_mid_stream_loses_and_duplicates_nothing(kafka_bootstrap: 
         async with Requester(settings) as rq:
             await wait_caught_up(rq, stream)
             await assert_answers_match(rq, stream, 300, seed=32)
-        # Dead letters are committed with their batch's delta: none lost, none repeated.
+        # Dead letters are at least once: none lost, and any extra one repeats a letter of the same
+        # source message (that message was processed again after the kill).
         dead = await read_topic(kafka_bootstrap, settings.deadletter_topic, min_count=sum(stream.bad.values()))
-        assert dead_letter_reasons(dead) == Counter(stream.bad)
+        reasons, expected = dead_letter_reasons(dead), Counter(stream.bad)
+        distinct = Counter(reason for _, reason, _, _ in {dead_letter_identity(r) for r in dead})
+        assert all(reasons[r] >= n for r, n in expected.items()), (reasons, expected)
+        assert all(distinct[r] <= expected[r] for r in distinct), (distinct, expected)
     finally:
         stop_all([worker])
 

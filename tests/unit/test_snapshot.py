@@ -24,8 +24,8 @@ def sample_replica() -> Replica:
 def test_round_trip_answers_like_the_original(tmp_path: Path) -> None:
     original = sample_replica()
     path = tmp_path / "s" / "state.snapshot"
-    write_bytes_atomically(path, encode_snapshot(Snapshot("audit.state", {0: 5, 2: 61}, original)))
-    loaded = read_snapshot(path, MONITORS, "audit.state")
+    write_bytes_atomically(path, encode_snapshot(Snapshot("cid-1", "audit.state", 3, {0: 5, 2: 61}, original)))
+    loaded = read_snapshot(path, MONITORS)
     assert loaded is not None and loaded.positions == {0: 5, 2: 61}
     assert loaded.replica.applied == {2: 159} and loaded.replica.next_offset(2) == 160
     for monitor in MONITORS:
@@ -41,13 +41,16 @@ def test_round_trip_answers_like_the_original(tmp_path: Path) -> None:
 
 
 def test_other_configuration_or_damage_is_refused() -> None:
-    raw = encode_snapshot(Snapshot("audit.state", {0: 1}, sample_replica()))
-    assert decode_snapshot(raw, MONITORS, "audit.state") is not None
-    assert decode_snapshot(raw, MONITORS[:2], "audit.state") is None  # monitors changed
-    assert decode_snapshot(raw, MONITORS, "other.state") is None
+    raw = encode_snapshot(Snapshot("cid-1", "audit.state", 8, {0: 1}, sample_replica()))
+    snapshot = decode_snapshot(raw, MONITORS)
+    assert snapshot is not None and snapshot.mismatch("cid-1", "audit.state", 8) is None
+    assert "cluster" in (snapshot.mismatch("cid-2", "audit.state", 8) or "")
+    assert "topic" in (snapshot.mismatch("cid-1", "other.state", 8) or "")
+    assert "partitions" in (snapshot.mismatch("cid-1", "audit.state", 4) or "")
+    assert decode_snapshot(raw, MONITORS[:2]) is None  # monitors changed
     for damaged in (b"", b"IAR1", raw[:20], raw[:-5], b"XXXX" + raw[4:]):
-        assert decode_snapshot(damaged, MONITORS, "audit.state") is None
+        assert decode_snapshot(damaged, MONITORS) is None
 
 
 def test_missing_file_is_no_snapshot(tmp_path: Path) -> None:
-    assert read_snapshot(tmp_path / "nothing", MONITORS, "audit.state") is None
+    assert read_snapshot(tmp_path / "nothing", MONITORS) is None

@@ -1,0 +1,282 @@
+"""The Faust application, built from ``Settings`` in one place (no import-time globals).
+
+* ``ingest`` agent   — events topic; each batch of messages of a partition becomes ONE delta
+                        operation on the fleet-state table (``ingest.py``).
+* fleet-state table  — a global operation-changelog table (``state_table.py``) on the state topic:
+                        every worker replays every partition and holds the whole fleet's counts.
+* ``queries`` agent  — requests topic; one reply per request on its ``reply_to`` (``queries.py``).
+* timers             — expire old windows, publish window summaries, snapshot the replica,
+                        watch the broker connection, log a stats line.
+
+Processing guarantee: Faust's ``at_least_once`` with operations that are idempotent per source
+offset. Faust's ``exactly_once`` was measured to crash the surviving worker on ProducerFenced
+when a peer rejoins and to cost ~12 s per recovery; here a re-processed message writes a delta
+that every replica recognises and cuts (``pipeline.core.replica``), so counts are exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaConsumer
+from mode import Service
+
+from pipeline.app.ingest import Ingester, SourceMessage
+from pipeline.app.queries import Responder
+from pipeline.app.state_table import FleetStateManager, FleetStateTable
+from pipeline.core.replica import Replica
+from pipeline.core.snapshot import Snapshot, encode_snapshot, write_bytes_atomically
+from pipeline.core.summaries import SummaryClock
+from pipeline.settings import Settings
+
+__all__ = ["AuditApp", "build_app"]
+
+log = logging.getLogger("pipeline.worker")
+
+#: Messages per ingest batch (and at most this long to fill one): with SPEC batches of up to
+#: 10,000 events this amortises Faust's per-message cost; ``batch_max_events`` caps a delta.
+TAKE_MESSAGES = 200
+TAKE_WITHIN_S = 0.05
+
+
+@dataclass
+class AuditApp:
+    """The Faust app and the parts the worker command and tests reach into."""
+
+    settings: Settings
+    bootstrap: str
+    app: faust.App
+    table: FleetStateTable
+    ingester: Ingester
+    responder: Responder
+    clock: Callable[[], float] = time.time
+    cluster_id: str = ""
+    failure: str | None = None
+    started_s: float = field(default_factory=time.monotonic)
+
+    @property
+    def manager(self) -> FleetStateManager:
+        return self.table.manager
+
+    @property
+    def replica(self) -> Replica:
+        return self.manager.replica
+
+    def client_options(self) -> dict[str, Any]:
+        return {"bootstrap_servers": self.bootstrap}
+
+    def fail(self, reason: str) -> None:
+        """This worker can no longer do its job: one line, then leave the group and exit non-zero."""
+        if self.failure is None:
+            self.failure = reason
+            log.critical("stopping: %s", reason)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def snapshot(self) -> Snapshot:
+        manager = self.manager
+        return Snapshot(
+            self.cluster_id, self.settings.state_topic, self.settings.partitions, dict(manager.positions), self.replica
+        )
+
+    async def save_snapshot(self) -> None:
+        raw = encode_snapshot(self.snapshot())
+        await asyncio.to_thread(write_bytes_atomically, self.settings.snapshot_path, raw)
+        log.info("replica snapshot written (%d bytes)", len(raw))
+
+    def stats_line(self) -> str:
+        ingest, queries, health = self.ingester.stats, self.responder.stats, self.manager.health
+        return (
+            f"stats: counted {ingest['events']} events in {ingest['deltas']} deltas, dead-lettered "
+            f"{ingest['dead_letters']}, skipped {ingest['redelivered']} redelivered messages; applied "
+            f"{health.deltas_applied} deltas ({health.deltas_duplicate} duplicates, {health.gaps} gaps); "
+            f"answered {queries['requests']} requests"
+        )
+
+
+def _faust_app(settings: Settings, bootstrap: str) -> faust.App:
+    brokers = ";".join(f"kafka://{host}" for host in bootstrap.split(","))
+    return faust.App(
+        settings.group_id,
+        broker=brokers,
+        store="memory://",
+        processing_guarantee="at_least_once",
+        autodiscover=False,
+        datadir=str(settings.home_dir / "faust"),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        consumer_auto_offset_reset="earliest",
+        # A dead member's partitions move after ~6 s (the broker's minimum session).
+        broker_session_timeout=6.0,
+        broker_heartbeat_interval=0.5,
+        broker_commit_interval=1.0,
+        producer_linger_ms=5,
+        producer_max_request_size=16 << 20,
+        producer_acks=-1,
+        consumer_max_fetch_size=4 << 20,
+        web_enabled=settings.web_port != 0,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port or 6066,
+        worker_redirect_stdouts=False,
+    )
+
+
+def build_app(settings: Settings, bootstrap: str, *, clock: Callable[[], float] = time.time) -> AuditApp:
+    """The whole worker as one Faust app; nothing runs until a Faust worker starts it."""
+    app = _faust_app(settings, bootstrap)
+    events = app.topic(settings.events_topic, key_type=bytes, value_type=bytes, value_serializer="raw")
+    requests = app.topic(settings.requests_topic, key_type=bytes, value_type=bytes, value_serializer="raw")
+    state = app.topic(
+        settings.state_topic,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+    )
+    table = FleetStateTable(
+        app,
+        name="fleet",
+        changelog_topic=state,
+        partitions=settings.partitions,
+        is_global=True,
+        synchronize_all_active_partitions=True,
+        recovery_buffer_size=1,
+        standby_buffer_size=1,
+        new_replica=lambda: Replica(settings.monitors),
+    )
+    app.tables.add(table)
+    manager = table.manager
+    manager.clock = clock
+
+    async def send(topic: str, key: bytes | None, value: bytes, partition: int | None) -> Any:
+        return await app.producer.send(topic, key, value, partition, None, None)
+
+    audit = AuditApp(
+        settings,
+        bootstrap,
+        app,
+        table,
+        Ingester(settings, lambda: manager.replica, send),
+        Responder(settings, lambda: manager.replica, clock),
+        clock,
+    )
+    manager.repair_consumer = lambda: AIOKafkaConsumer(
+        **audit.client_options(), enable_auto_commit=False, isolation_level="read_committed"
+    )
+    manager.on_recovered.append(lambda: log.info("replica caught up with %s; answering queries", settings.state_topic))
+    _register_agents(audit, events, requests)
+    _register_timers(audit)
+    app.service(_lifecycle(audit))
+    app.on_partitions_revoked.connect(_forget_revoked(audit))
+    app.on_partitions_assigned.connect(_log_assigned(audit))
+    return audit
+
+
+def _register_agents(audit: AuditApp, events: faust.TopicT, requests: faust.TopicT) -> None:
+    app = audit.app
+
+    @app.agent(events, name="ingest")
+    async def ingest(stream: faust.StreamT) -> None:
+        async for batch in stream.take_events(TAKE_MESSAGES, within=TAKE_WITHIN_S):
+            await audit.ingester.ingest(
+                [
+                    SourceMessage(e.message.partition, e.message.offset, e.message.timestamp, e.message.value or b"")
+                    for e in batch
+                ]
+            )
+
+    @app.agent(requests, name="queries")
+    async def queries(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            audit.responder.handle(event.message.partition, event.message.offset, event.message.value)
+
+
+def _register_timers(audit: AuditApp) -> None:
+    app, settings = audit.app, audit.settings
+    summaries = SummaryClock(settings, audit.clock())
+    events_p0 = faust.types.TP(settings.events_topic, 0)
+
+    @app.timer(1.0, name="clock")
+    async def clock_tick() -> None:
+        if not audit.manager.recovered.is_set():
+            return
+        now = audit.clock()
+        audit.replica.counts.expire(now)
+        due = summaries.due(audit.replica.counts, now)
+        if due and events_p0 in app.consumer.assignment():
+            for value in due:
+                await app.producer.send(settings.windows_topic, None, value, None, None, None)
+
+    if settings.snapshot_interval_s:
+
+        @app.timer(settings.snapshot_interval_s, name="snapshot")
+        async def snapshot_tick() -> None:
+            if audit.manager.recovered.is_set():
+                await audit.save_snapshot()
+
+    last_line = [""]
+
+    @app.timer(10.0, name="stats")
+    async def stats_tick() -> None:
+        line = audit.stats_line()
+        if line != last_line[0]:
+            last_line[0] = line
+            log.info("%s", line)
+
+
+def _forget_revoked(audit: AuditApp) -> Any:
+    async def on_revoked(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
+        audit.ingester.forget([tp.partition for tp in revoked if tp.topic == audit.settings.events_topic])
+
+    return on_revoked
+
+
+def _log_assigned(audit: AuditApp) -> Any:
+    async def on_assigned(app: faust.App, assigned: set[Any], **kwargs: Any) -> None:
+        owned = sorted(tp.partition for tp in assigned if tp.topic == audit.settings.events_topic)
+        log.info("owning events partitions %s", owned)
+
+    return on_assigned
+
+
+def _lifecycle(audit: AuditApp) -> type[Service]:
+    """Starts the reply producer and the broker watchdog with the app; saves a snapshot on stop."""
+
+    class Lifecycle(Service):
+        async def on_start(self) -> None:
+            await audit.responder.start(audit.client_options())
+
+        async def on_stop(self) -> None:
+            await audit.responder.stop()
+            if audit.settings.snapshot_interval_s and audit.manager.recovered.is_set() and audit.failure is None:
+                await audit.save_snapshot()
+
+        @Service.task
+        async def _watchdog(self) -> None:
+            """Exit non-zero when a write failed, or no broker has answered for ``kafka_timeout_s``."""
+            producer = audit.responder.producer
+            assert producer is not None
+            last_ok = time.monotonic()
+            while not self.should_stop:
+                await self.sleep(1.0)
+                if audit.ingester.failure is not None:
+                    audit.fail(f"a write to Kafka failed: {audit.ingester.failure!r}")
+                try:
+                    ok = await asyncio.wait_for(producer.client.force_metadata_update(), 5.0)
+                except (TimeoutError, Exception):  # noqa: BLE001 - any failure means "no answer"
+                    ok = False
+                if ok:
+                    last_ok = time.monotonic()
+                elif time.monotonic() - last_ok > audit.settings.kafka_timeout_s:
+                    audit.fail(f"Kafka at {audit.bootstrap} unreachable for {audit.settings.kafka_timeout_s:.0f} s")
+
+    return Lifecycle

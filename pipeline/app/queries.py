@@ -1,0 +1,110 @@
+"""The query step: one audit request in, exactly one reply out on its ``reply_to`` (or a dead letter).
+
+Answers come from this worker's replica of the whole fleet, so any worker answers any request.
+Replies go out in the background on a zero-linger producer: a slow or missing reply topic must
+not hold up the requests behind it. A request whose ``reply_to`` names one of inbound-audit's own
+topics is dead-lettered (``reply_to_internal_topic``): nothing a request says makes a worker
+write into them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from pipeline.core.events import Rejection, dead_letter_record
+from pipeline.core.query import Unroutable, answer, parse_request, read_envelope, reply_error, reply_value
+from pipeline.core.replica import Replica
+from pipeline.errors import AuditError
+from pipeline.settings import Settings
+
+__all__ = ["Responder"]
+
+log = logging.getLogger(__name__)
+
+
+class Responder:
+    """Answers requests from the replica; owns the reply producer."""
+
+    def __init__(self, settings: Settings, replica: Callable[[], Replica], clock: Callable[[], float]) -> None:
+        self.settings = settings
+        self._replica = replica
+        self._clock = clock
+        self._internal = {
+            settings.events_topic,
+            settings.requests_topic,
+            settings.state_topic,
+            settings.deadletter_topic,
+            settings.windows_topic,
+        }
+        self.producer: AIOKafkaProducer | None = None
+        self._replies: set[asyncio.Task[None]] = set()
+        self.stats = Counter[str]()
+
+    async def start(self, client_options: dict[str, Any]) -> None:
+        # No linger: a reply is one record someone is waiting for. A short metadata wait so a
+        # reply topic that does not exist fails fast (and is dead-lettered).
+        self.producer = AIOKafkaProducer(**client_options, linger_ms=0, acks=1, request_timeout_ms=5000)
+        await self.producer.start()
+
+    async def stop(self) -> None:
+        if self._replies:
+            await asyncio.wait(self._replies, timeout=2.0)
+        if self.producer is not None:
+            await self.producer.stop()
+
+    def handle(self, partition: int, offset: int, raw: bytes | None) -> None:
+        """Answer one request; the reply (or dead letter) is sent in the background."""
+        try:
+            obj, reply_to = read_envelope(raw)
+            if reply_to in self._internal:
+                raise Unroutable(
+                    "reply_to_internal_topic", f"reply_to {reply_to!r} is one of inbound-audit's own topics"
+                )
+        except Unroutable as exc:
+            self.stats["unroutable"] += 1
+            self._background(self._dead_letter(Rejection(exc.reason, exc.detail, raw or b""), partition, offset))
+            return
+        request_id = obj.get("id")
+        try:
+            request = parse_request(obj, self.settings.monitors)
+            replica = self._replica()
+            value = reply_value(request_id, answer(request, replica.counts, replica.gauge, self._clock()))
+            self.stats[f"{request.op}:ok"] += 1
+        except AuditError as exc:
+            value = reply_error(request_id, exc)
+            self.stats[f"{obj.get('op')}:{exc.code}" if isinstance(obj.get("op"), str) else exc.code] += 1
+        key = request_id.encode() if isinstance(request_id, str) else None
+        self.stats["requests"] += 1
+        self._background(self._reply(reply_to, key, value, partition, offset, raw or b""))
+
+    def _background(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._replies.add(task)
+        task.add_done_callback(self._replies.discard)
+
+    async def _reply(
+        self, reply_to: str, key: bytes | None, value: bytes, partition: int, offset: int, raw: bytes
+    ) -> None:
+        assert self.producer is not None
+        try:
+            await self.producer.send_and_wait(reply_to, value, key=key)
+        except KafkaError as exc:
+            detail = f"cannot deliver the reply to {reply_to!r}: {exc!r}"
+            await self._dead_letter(Rejection("undeliverable_reply", detail, raw), partition, offset)
+
+    async def _dead_letter(self, rejection: Rejection, partition: int, offset: int) -> None:
+        assert self.producer is not None
+        letter = dead_letter_record(rejection, self.settings.requests_topic, partition, offset)
+        self.stats["dead_letters"] += 1
+        try:
+            await self.producer.send_and_wait(self.settings.deadletter_topic, orjson.dumps(letter))
+        except KafkaError as exc:
+            log.error("cannot dead-letter request %d@%d: %r", partition, offset, exc)
