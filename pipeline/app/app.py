@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-from aiokafka import AIOKafkaConsumer
 from mode import Service
 
 from pipeline.app.ingest import Ingester, SourceMessage
 from pipeline.app.queries import Responder
+from pipeline.app.range_reader import RangeReader
 from pipeline.app.state_table import FleetStateManager, FleetStateTable
 from pipeline.core.replica import Replica
 from pipeline.core.snapshot import Snapshot, encode_snapshot, write_bytes_atomically
@@ -160,18 +160,17 @@ def build_app(settings: Settings, bootstrap: str, *, clock: Callable[[], float] 
     async def send(topic: str, key: bytes | None, value: bytes, partition: int | None) -> Any:
         return await app.producer.send(topic, key, value, partition, None, None)
 
+    reader = RangeReader(lambda: {"bootstrap_servers": bootstrap})
     audit = AuditApp(
         settings,
         bootstrap,
         app,
         table,
-        Ingester(settings, lambda: manager.replica, send),
+        Ingester(settings, lambda: manager.replica, send, reader),
         Responder(settings, lambda: manager.replica, clock),
         clock,
     )
-    manager.repair_consumer = lambda: AIOKafkaConsumer(
-        **audit.client_options(), enable_auto_commit=False, isolation_level="read_committed"
-    )
+    manager.reader = reader
     manager.on_recovered.append(lambda: log.info("replica caught up with %s; answering queries", settings.state_topic))
     _register_agents(audit, events, requests)
     _register_timers(audit)

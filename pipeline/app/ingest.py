@@ -72,6 +72,12 @@ class Ingester:
         cursor = self._cursor.get(partition)
         if cursor is None:
             cursor = self._replica().last_applied(partition)
+            log.info(
+                "events partition %d: first message at offset %d, state applied up to %d",
+                partition,
+                messages[0].offset,
+                cursor,
+            )
         decoded, dead, ends = DecodedBatch(), [], []
         prev = cursor
         for message in messages:

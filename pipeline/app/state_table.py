@@ -26,12 +26,12 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.tables.objects import ChangeloggedObject, ChangeloggedObjectManager
 from faust.tables.table import Table
 from faust.types import TP, EventT
 from faust.types.tables import GlobalTableT
 
+from pipeline.app.range_reader import RangeReader
 from pipeline.core.delta import Delta, decode_delta
 from pipeline.core.replica import Replica
 
@@ -80,7 +80,7 @@ class FleetStateManager(ChangeloggedObjectManager):
     #: Set by ``FleetStateTable`` before the store is used.
     new_replica: Callable[[], Replica]
     clock: Callable[[], float] = time.time
-    repair_consumer: Callable[[], AIOKafkaConsumer] | None = None
+    reader: RangeReader | None = None
 
     def __init__(self, table: Table, **kwargs: Any) -> None:
         super().__init__(table, **kwargs)
@@ -174,21 +174,23 @@ class FleetStateManager(ChangeloggedObjectManager):
             self.replica.applied.get(delta.partition),
             self.positions.get(partition, -1) + 1,
         )
-        if self.repair_consumer is not None and partition not in self._repairs:
+        if self.reader is not None and partition not in self._repairs:
             self._repairs[partition] = asyncio.ensure_future(self._repair(partition))
 
     async def _repair(self, partition: int) -> None:
         """Re-read ``partition`` from the last good record up to the held one, then release."""
+        assert self.reader is not None
         try:
             start = self.positions.get(partition, -1) + 1
             stop = self.held[partition][0][0]
-            assert self.repair_consumer is not None
-            for offset, value in await _read_range(
-                self.repair_consumer(), self.table.changelog_topic.get_topic_name(), partition, start, stop
-            ):
-                outcome = self.replica.apply(decode_delta(value), self.clock()) if value else "duplicate"
+            topic = self.table.changelog_topic.get_topic_name()
+            for record in await self.reader.read(topic, partition, start, stop):
+                try:
+                    outcome = self.replica.apply(decode_delta(record.value), self.clock())
+                except ValueError:
+                    outcome = "duplicate"
                 if outcome != "gap":
-                    self.positions[partition] = offset
+                    self.positions[partition] = record.offset
             self._release(partition)
         finally:
             self._repairs.pop(partition, None)
@@ -213,24 +215,6 @@ class FleetStateManager(ChangeloggedObjectManager):
                 self.held[partition].extend(held[i + 1 :])
                 return
         log.info("state partition %d: gap repaired", partition)
-
-
-async def _read_range(
-    consumer: AIOKafkaConsumer, topic: str, partition: int, start: int, stop: int
-) -> list[tuple[int, bytes | None]]:
-    """Records ``start <= offset < stop`` of one partition (read_committed)."""
-    tp = TopicPartition(topic, partition)
-    await consumer.start()
-    try:
-        consumer.assign([tp])
-        consumer.seek(tp, start)
-        out: list[tuple[int, bytes | None]] = []
-        while await consumer.position(tp) < stop:
-            batches = await consumer.getmany(tp, timeout_ms=1000)
-            out.extend((r.offset, r.value) for r in batches.get(tp, []) if r.offset < stop)
-        return out
-    finally:
-        await consumer.stop()
 
 
 class FleetStateTable(Table, GlobalTableT):  # type: ignore[misc]
