@@ -20,6 +20,8 @@ __all__ = ["Settings", "load_settings"]
 T = TypeVar("T")
 
 DEFAULT_MONITORS = "60,1 300,6 1800,4"
+#: ``INBOUND_AUDIT_DECODER``: ``auto`` takes the native decoder when it is built, else Python.
+DECODER_CHOICES = ("auto", "python", "native")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class Settings:
     batch_max_events: int = 20_000
     snapshot_interval_s: float = 60.0
     snapshot_dir: Path | None = None
+    decoder: str = "auto"
 
     @property
     def bootstrap(self) -> str:
@@ -94,6 +97,12 @@ def _topic_name(text: str) -> str:
     return text
 
 
+def _decoder(text: str) -> str:
+    if text not in DECODER_CHOICES:
+        raise ValueError(f"must be one of {', '.join(DECODER_CHOICES)}")
+    return text
+
+
 def _monitors(text: str) -> tuple[Monitor, ...]:
     return parse_monitors(text)
 
@@ -121,4 +130,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         batch_max_events=_read(env, "INBOUND_AUDIT_BATCH_MAX_EVENTS", _int_in(1, 10_000_000), d.batch_max_events),
         snapshot_interval_s=_read(env, "INBOUND_AUDIT_SNAPSHOT_INTERVAL_S", _positive_float, d.snapshot_interval_s),
         snapshot_dir=_read(env, "INBOUND_AUDIT_SNAPSHOT_DIR", Path, d.snapshot_dir),
+        decoder=_read(env, "INBOUND_AUDIT_DECODER", _decoder, d.decoder),
     )
