@@ -10,7 +10,14 @@ pub const MAX_BATCH_EVENTS: usize = 10_000;
 pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
 pub const MAX_EVENT_N: i128 = (1 << 31) - 1;
 const MAX_NODE_CHARS: usize = 255;
-const EVENT_NAMES: [&str; 6] = ["connection", "reception", "rejection", "session_open", "session_close", "node_reset"];
+const EVENT_NAMES: [&str; 6] = [
+    "connection",
+    "reception",
+    "rejection",
+    "session_open",
+    "session_close",
+    "node_reset",
+];
 const FIRST_SESSION_CODE: usize = 3;
 pub const SESSION_KINDS: [&str; 3] = ["open", "close", "reset"];
 const DEFAULT_SERVICE: &str = "SMTP";
@@ -31,7 +38,11 @@ impl Clock {
             .map(|&(size, count)| (now / size as f64).floor() as i64 * size - (count - 1) * size)
             .min()
             .unwrap_or(i64::MIN);
-        Clock { now, oldest, latest: now + max_future_s }
+        Clock {
+            now,
+            oldest,
+            latest: now + max_future_s,
+        }
     }
 
     fn too_late(&self, ts: &Value) -> bool {
@@ -140,8 +151,21 @@ struct Fields<'a> {
 
 /// An accepted event.
 enum Accepted<'v> {
-    Windowed { node: &'v str, sec: i64, metric: u8, family: u8, addr: u128, n: i64 },
-    Session { kind: usize, node: &'v str, family: u8, addr: u128, service: &'v str },
+    Windowed {
+        node: &'v str,
+        sec: i64,
+        metric: u8,
+        family: u8,
+        addr: u128,
+        n: i64,
+    },
+    Session {
+        kind: usize,
+        node: &'v str,
+        family: u8,
+        addr: u128,
+        service: &'v str,
+    },
 }
 
 type Problem = (&'static str, String);
@@ -155,12 +179,21 @@ impl Batch {
             return self.end_record();
         };
         if raw.len() > MAX_MESSAGE_BYTES {
-            let detail = format!("message of {} bytes exceeds the limit of {MAX_MESSAGE_BYTES} bytes", raw.len());
-            self.rejections.push((index, "batch_too_large", Some(detail), raw.to_vec()));
+            let detail = format!(
+                "message of {} bytes exceeds the limit of {MAX_MESSAGE_BYTES} bytes",
+                raw.len()
+            );
+            self.rejections
+                .push((index, "batch_too_large", Some(detail), raw.to_vec()));
             return self.end_record();
         }
         let mark = self.mark();
-        let mut context = Context { index, clock, max_future_text, raw };
+        let mut context = Context {
+            index,
+            clock,
+            max_future_text,
+            raw,
+        };
         match self.message(&mut context) {
             Ok(()) => {}
             Err(Refusal::Syntax) => {
@@ -170,14 +203,16 @@ impl Batch {
             Err(Refusal::TooManyEvents(count)) => {
                 self.undo(mark);
                 let detail = format!("batch of {count} events exceeds the limit of {MAX_BATCH_EVENTS}");
-                self.rejections.push((index, "batch_too_large", Some(detail), raw.to_vec()));
+                self.rejections
+                    .push((index, "batch_too_large", Some(detail), raw.to_vec()));
             }
         }
         self.end_record();
     }
 
     fn end_record(&mut self) {
-        self.ends.push((self.v4.key.len(), self.v6.key.len(), self.sessions.len()));
+        self.ends
+            .push((self.v4.key.len(), self.v6.key.len(), self.sessions.len()));
     }
 
     fn mark(&self) -> Mark {
@@ -237,7 +272,8 @@ impl Batch {
                     json_type(&doc),
                     show(&doc)
                 );
-                self.rejections.push((cx.index, "not_an_object", Some(detail), cx.raw.to_vec()));
+                self.rejections
+                    .push((cx.index, "not_an_object", Some(detail), cx.raw.to_vec()));
             }
         }
         Ok(())
@@ -252,7 +288,8 @@ impl Batch {
         let detail = format!("event must be a JSON object, got {} {}", json_type(&item), show(&item));
         let mut value = String::new();
         dumps(&item, &mut value);
-        self.rejections.push((cx.index, "not_an_object", Some(detail), value.into_bytes()));
+        self.rejections
+            .push((cx.index, "not_an_object", Some(detail), value.into_bytes()));
         Ok(())
     }
 
@@ -260,7 +297,14 @@ impl Batch {
         let start = p.pos;
         let fields = event_fields(p)?;
         match judge(&fields, cx) {
-            Ok(Accepted::Windowed { node, sec, metric, family, addr, n }) => {
+            Ok(Accepted::Windowed {
+                node,
+                sec,
+                metric,
+                family,
+                addr,
+                n,
+            }) => {
                 let node = self.node_id(node);
                 if family == 4 {
                     self.v4.push(sec, metric, node, addr as u32, n);
@@ -268,8 +312,15 @@ impl Batch {
                     self.v6.push(sec, metric, node, addr.to_be_bytes(), n);
                 }
             }
-            Ok(Accepted::Session { kind, node, family, addr, service }) => {
-                self.sessions.push((kind, node.to_string(), family, addr, service.to_string()));
+            Ok(Accepted::Session {
+                kind,
+                node,
+                family,
+                addr,
+                service,
+            }) => {
+                self.sessions
+                    .push((kind, node.to_string(), family, addr, service.to_string()));
             }
             Err((reason, detail)) => {
                 let value = if single {
@@ -286,6 +337,12 @@ impl Batch {
     }
 
     fn node_id(&mut self, node: &str) -> u32 {
+        // Batches come from few nodes, mostly in runs: try the previous event's node first.
+        if let Some(&id) = self.v4.node.last().or(self.v6.node.last()) {
+            if self.nodes.get(id as usize).is_some_and(|name| name == node) {
+                return id;
+            }
+        }
         if let Some(&id) = self.node_ids.get(node) {
             return id;
         }
@@ -350,32 +407,59 @@ fn as_str<'v>(value: &'v Value) -> Option<&'v str> {
 /// `EventDecoder._problem` and the accepting half of `_decode_slow`, in the same order.
 fn judge<'v>(f: &'v Fields, cx: &Context) -> Result<Accepted<'v>, Problem> {
     let required = [("node", &f.node), ("ts", &f.ts), ("ip", &f.ip), ("event", &f.event)];
-    let missing: Vec<String> = required.iter().filter(|(_, v)| v.is_none()).map(|(k, _)| format!("'{k}'")).collect();
+    let missing: Vec<String> = required
+        .iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(k, _)| format!("'{k}'"))
+        .collect();
     if !missing.is_empty() {
         let plural = if missing.len() > 1 { "s" } else { "" };
-        return Err(("missing_field", format!("missing required field{plural} {}", missing.join(", "))));
+        return Err((
+            "missing_field",
+            format!("missing required field{plural} {}", missing.join(", ")),
+        ));
     }
-    let (node, ts, ip, name) = (f.node.as_ref().unwrap(), f.ts.as_ref().unwrap(), f.ip.as_ref().unwrap(), f.event.as_ref().unwrap());
+    let (node, ts, ip, name) = (
+        f.node.as_ref().unwrap(),
+        f.ts.as_ref().unwrap(),
+        f.ip.as_ref().unwrap(),
+        f.event.as_ref().unwrap(),
+    );
     let node_text = as_str(node).filter(|s| (1..=MAX_NODE_CHARS).contains(&s.chars().count()));
     let Some(node_text) = node_text else {
-        let detail = format!("field 'node' must be a string of 1-{MAX_NODE_CHARS} characters, got {}", show(node));
+        let detail = format!(
+            "field 'node' must be a string of 1-{MAX_NODE_CHARS} characters, got {}",
+            show(node)
+        );
         return Err(("invalid_field", detail));
     };
     if !matches!(ts, Value::Int(_) | Value::Float(_)) {
-        return Err(("invalid_field", format!("field 'ts' must be a finite number of Unix seconds, got {}", show(ts))));
+        return Err((
+            "invalid_field",
+            format!("field 'ts' must be a finite number of Unix seconds, got {}", show(ts)),
+        ));
     }
     let Some(ip_text) = as_str(ip) else {
-        return Err(("invalid_field", format!("field 'ip' must be a string, got {}", show(ip))));
+        return Err((
+            "invalid_field",
+            format!("field 'ip' must be a string, got {}", show(ip)),
+        ));
     };
     let Some(name_text) = as_str(name) else {
-        return Err(("invalid_field", format!("field 'event' must be a string, got {}", show(name))));
+        return Err((
+            "invalid_field",
+            format!("field 'event' must be a string, got {}", show(name)),
+        ));
     };
     let code = EVENT_NAMES.iter().position(|&known| known == name_text);
     let windowed = matches!(code, Some(c) if c < FIRST_SESSION_CODE);
     let n = match (&f.n, windowed) {
         (Some(Value::Int(n)), true) if (1..=MAX_EVENT_N).contains(n) => *n as i64,
         (Some(bad), true) => {
-            let detail = format!("field 'n' must be an integer from 1 to {MAX_EVENT_N}, got {}", show(bad));
+            let detail = format!(
+                "field 'n' must be an integer from 1 to {MAX_EVENT_N}, got {}",
+                show(bad)
+            );
             return Err(("invalid_field", detail));
         }
         _ => 1,
@@ -384,24 +468,46 @@ fn judge<'v>(f: &'v Fields, cx: &Context) -> Result<Accepted<'v>, Problem> {
         (None, _) => DEFAULT_SERVICE,
         (Some(service), Some(c)) if c >= FIRST_SESSION_CODE => match as_str(service) {
             Some(text) => text,
-            None => return Err(("invalid_field", format!("field 'service' must be a string, got {}", show(service)))),
+            None => {
+                return Err((
+                    "invalid_field",
+                    format!("field 'service' must be a string, got {}", show(service)),
+                ))
+            }
         },
         (Some(service), _) => as_str(service).unwrap_or(DEFAULT_SERVICE),
     };
     let Some((family, addr)) = parse_ip(ip_text) else {
-        return Err(("invalid_ip", format!("field 'ip' is not a valid IPv4 or IPv6 address: {}", show(ip))));
+        return Err((
+            "invalid_ip",
+            format!("field 'ip' is not a valid IPv4 or IPv6 address: {}", show(ip)),
+        ));
     };
     let Some(code) = code else {
-        let detail = format!("unknown event {}; expected one of {}", show(name), EVENT_NAMES.join(", "));
+        let detail = format!(
+            "unknown event {}; expected one of {}",
+            show(name),
+            EVENT_NAMES.join(", ")
+        );
         return Err(("unknown_event", detail));
     };
     if !windowed {
         let kind = code - FIRST_SESSION_CODE;
-        return Ok(Accepted::Session { kind, node: node_text, family, addr, service });
+        return Ok(Accepted::Session {
+            kind,
+            node: node_text,
+            family,
+            addr,
+            service,
+        });
     }
     let clock = cx.clock;
     if clock.too_late(ts) {
-        let detail = format!("ts {} is older than every kept window (the oldest starts at {})", py_number(ts), clock.oldest);
+        let detail = format!(
+            "ts {} is older than every kept window (the oldest starts at {})",
+            py_number(ts),
+            clock.oldest
+        );
         return Err(("too_late", detail));
     }
     if clock.in_future(ts) {
@@ -418,5 +524,12 @@ fn judge<'v>(f: &'v Fields, cx: &Context) -> Result<Accepted<'v>, Problem> {
         Value::Float(x) => x.floor() as i64,
         _ => unreachable!("ts was checked to be a number"),
     };
-    Ok(Accepted::Windowed { node: node_text, sec, metric: code as u8, family, addr, n })
+    Ok(Accepted::Windowed {
+        node: node_text,
+        sec,
+        metric: code as u8,
+        family,
+        addr,
+        n,
+    })
 }

@@ -11,7 +11,10 @@ const SHOW_CHARS: usize = 100;
 fn digits_exponent(v: f64) -> (String, i32) {
     let text = format!("{:e}", v.abs());
     let (mantissa, exponent) = text.split_once('e').expect("{:e} has an exponent");
-    (mantissa.replace('.', ""), exponent.parse().expect("{:e} exponent is an integer"))
+    (
+        mantissa.replace('.', ""),
+        exponent.parse().expect("{:e} exponent is an integer"),
+    )
 }
 
 /// Positional or scientific notation of a finite float, the two ways Python and orjson both use.
@@ -31,7 +34,11 @@ fn float_text(v: f64, fixed_from: i32, exponent_width: usize) -> String {
         }
         return format!("{sign}{}.{}", &digits[..point], &digits[point..]);
     }
-    let mantissa = if digits.len() > 1 { format!("{}.{}", &digits[..1], &digits[1..]) } else { digits };
+    let mantissa = if digits.len() > 1 {
+        format!("{}.{}", &digits[..1], &digits[1..])
+    } else {
+        digits
+    };
     let exp_sign = if exp < 0 { '-' } else { '+' };
     format!("{sign}{mantissa}e{exp_sign}{:0exponent_width$}", exp.abs())
 }
@@ -49,7 +56,13 @@ fn json_float(v: f64) -> String {
 /// Python's `format(v, "g")`: six significant digits, trailing zeros dropped.
 pub fn py_g(v: f64) -> String {
     if !v.is_finite() {
-        return if v.is_nan() { "nan".into() } else if v > 0.0 { "inf".into() } else { "-inf".into() };
+        return if v.is_nan() {
+            "nan".into()
+        } else if v > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        };
     }
     let scientific = format!("{v:.5e}");
     let (mantissa, exponent) = scientific.split_once('e').expect("{:e} has an exponent");

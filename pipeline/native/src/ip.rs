@@ -28,7 +28,11 @@ pub fn parse_ip(text: &str) -> Option<(u8, u128)> {
             return None;
         }
         let value = u128::from_be_bytes(out);
-        return Some(if value >> 32 == 0xFFFF { (4, value & 0xFFFF_FFFF) } else { (6, value) });
+        return Some(if value >> 32 == 0xFFFF {
+            (4, value & 0xFFFF_FFFF)
+        } else {
+            (6, value)
+        });
     }
     let mut out = [0u8; 4];
     // SAFETY: as above; AF_INET writes 4 bytes.

@@ -99,20 +99,31 @@ impl<'a> Parser<'a> {
     }
 
     pub fn string(&mut self) -> Parsed<Cow<'a, str>> {
-        self.pos += 1;
-        let start = self.pos;
-        loop {
-            match self.peek() {
-                Some(b'"') => {
-                    let text = std::str::from_utf8(&self.bytes[start..self.pos]).map_err(|_| Syntax)?;
-                    self.pos += 1;
+        let bytes = self.bytes;
+        let start = self.pos + 1;
+        let mut high = 0u8;
+        for (i, &c) in bytes.iter().enumerate().skip(start) {
+            match c {
+                b'"' => {
+                    let run = &bytes[start..i];
+                    let text = if high < 0x80 {
+                        // SAFETY: every byte of `run` is ASCII, which is UTF-8.
+                        unsafe { std::str::from_utf8_unchecked(run) }
+                    } else {
+                        std::str::from_utf8(run).map_err(|_| Syntax)?
+                    };
+                    self.pos = i + 1;
                     return Ok(Cow::Borrowed(text));
                 }
-                Some(b'\\') => return self.escaped_string(start).map(Cow::Owned),
-                Some(c) if c >= 0x20 => self.pos += 1,
-                _ => return Err(Syntax),
+                b'\\' => {
+                    self.pos = i;
+                    return self.escaped_string(start).map(Cow::Owned);
+                }
+                0..=0x1F => return Err(Syntax),
+                _ => high |= c,
             }
         }
+        Err(Syntax)
     }
 
     fn escaped_string(&mut self, start: usize) -> Parsed<String> {

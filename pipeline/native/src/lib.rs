@@ -52,10 +52,14 @@ fn decode_records<'py>(
     max_future_text: &str,
 ) -> PyResult<Bound<'py, PyTuple>> {
     if values.len() != offsets.len() || values.len() != timestamps_ms.len() {
-        return Err(pyo3::exceptions::PyValueError::new_err("values, offsets and timestamps_ms differ in length"));
+        return Err(pyo3::exceptions::PyValueError::new_err(
+            "values, offsets and timestamps_ms differ in length",
+        ));
     }
     if monitors.iter().any(|&(size, count)| size < 1 || count < 1) {
-        return Err(pyo3::exceptions::PyValueError::new_err("monitors must be (size_s >= 1, count >= 1)"));
+        return Err(pyo3::exceptions::PyValueError::new_err(
+            "monitors must be (size_s >= 1, count >= 1)",
+        ));
     }
     let mut batch = Batch::default();
     for (index, (value, &ts_ms)) in values.iter().zip(&timestamps_ms).enumerate() {
