@@ -425,7 +425,8 @@ fn judge<'v>(f: &'v Fields, cx: &Context) -> Result<Accepted<'v>, Problem> {
         f.ip.as_ref().unwrap(),
         f.event.as_ref().unwrap(),
     );
-    let node_text = as_str(node).filter(|s| (1..=MAX_NODE_CHARS).contains(&s.chars().count()));
+    let node_text =
+        as_str(node).filter(|s| !s.is_empty() && (s.len() <= MAX_NODE_CHARS || s.chars().count() <= MAX_NODE_CHARS));
     let Some(node_text) = node_text else {
         let detail = format!(
             "field 'node' must be a string of 1-{MAX_NODE_CHARS} characters, got {}",

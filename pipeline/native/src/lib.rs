@@ -1,8 +1,9 @@
 //! `pipeline_native`: the optional compiled decoder of inbound-audit event messages.
 //!
 //! One call decodes a whole batch of one partition's records into the columns a `Delta` is
-//! made of, so Python never handles events one by one. Decisions, reasons and detail text are
-//! those of `pipeline/core/events.py` (the reference); `pipeline/core/decoding.py` wraps this.
+//! made of, so Python never handles events one by one (and other threads run meanwhile: the
+//! GIL is released). Decisions, reasons and detail text are those of
+//! `pipeline/core/events.py` (the reference); `pipeline/core/decoding.py` wraps this.
 
 mod decode;
 mod format;
@@ -61,11 +62,20 @@ fn decode_records<'py>(
             "monitors must be (size_s >= 1, count >= 1)",
         ));
     }
-    let mut batch = Batch::default();
-    for (index, (value, &ts_ms)) in values.iter().zip(&timestamps_ms).enumerate() {
-        let clock = Clock::new(ts_ms, &monitors, max_future_s);
-        batch.record(index, value.as_ref().map(|v| v.as_bytes()), &clock, max_future_text);
-    }
+    let raws: Vec<Option<&[u8]>> = values.iter().map(|v| v.as_ref().map(|b| b.as_bytes())).collect();
+    // The bytes objects are immutable and `values` keeps them alive: other threads may run meanwhile.
+    let batch = py.detach(|| {
+        let mut batch = Batch::default();
+        for (index, (raw, &ts_ms)) in raws.iter().zip(&timestamps_ms).enumerate() {
+            batch.record(
+                index,
+                *raw,
+                &Clock::new(ts_ms, &monitors, max_future_s),
+                max_future_text,
+            );
+        }
+        batch
+    });
     let sessions = PyList::empty(py);
     for (kind, node, family, addr, service) in &batch.sessions {
         sessions.append((SESSION_KINDS[*kind], node, *family, *addr, service))?;
