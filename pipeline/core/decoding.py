@@ -21,7 +21,7 @@ from pipeline.core.windows import Monitor
 from pipeline.errors import ConfigError
 from pipeline.settings import DECODER_CHOICES
 
-__all__ = ["NATIVE", "DECODER_NAME", "BatchDecoder", "OffsetRejection"]
+__all__ = ["NATIVE", "DECODER_NAME", "BatchDecoder", "OffsetRejection", "Values", "Ints", "Decoded"]
 
 
 def _import_native() -> ModuleType | None:
@@ -39,8 +39,13 @@ DECODER_NAME = "native" if NATIVE is not None else "python"
 
 #: A rejection with the source offset of its record.
 OffsetRejection = tuple[int, Rejection]
+#: Record values (None: a tombstone), and per-record integers (offsets, timestamps in ms).
+Values = Sequence[bytes | None]
+Ints = Sequence[int]
+#: What a batch decodes to.
+Decoded = tuple[Delta, list[OffsetRejection]]
 
-_COLUMN_DTYPES = (np.dtype(np.int64), np.dtype(np.uint8), np.dtype(np.uint32))
+_COLUMN_DTYPES: tuple[np.dtype, ...] = (np.dtype(np.int64), np.dtype(np.uint8), np.dtype(np.uint32))
 #: Only if the native decoder refuses bytes that orjson takes (a bug the differential tests hunt).
 _UNWORDED_INVALID_JSON = "value is not UTF-8 JSON (native decoder)"
 
@@ -71,14 +76,7 @@ class BatchDecoder:
         self._max_future_text = f"{max_future_s:g}"
         self._reference = EventDecoder(IpParser(), max_future_s)
 
-    def decode(
-        self,
-        partition: int,
-        prev_offset: int,
-        values: Sequence[bytes | None],
-        offsets: Sequence[int],
-        timestamps_ms: Sequence[int],
-    ) -> tuple[Delta, list[OffsetRejection]]:
+    def decode(self, partition: int, prev_offset: int, values: Values, offsets: Ints, timestamps_ms: Ints) -> Decoded:
         """Records ``values[i]`` (None: tombstone) at ``offsets[i]``, written at ``timestamps_ms[i]``.
 
         Each record is judged against its own timestamp (``now_s``) and the oldest window the
@@ -88,41 +86,24 @@ class BatchDecoder:
             return self._decode_native(partition, prev_offset, values, offsets, timestamps_ms)
         return self._decode_python(partition, prev_offset, values, offsets, timestamps_ms)
 
-    def _decode_native(
-        self,
-        partition: int,
-        prev_offset: int,
-        values: Sequence[bytes | None],
-        offsets: Sequence[int],
-        timestamps_ms: Sequence[int],
-    ) -> tuple[Delta, list[OffsetRejection]]:
+    def _decode_native(self, partition: int, prev_offset: int, values: Values, offsets: Ints, stamps: Ints) -> Decoded:
         assert NATIVE is not None
         nodes, v4, v6, sessions, spans, rejections = NATIVE.decode_records(
-            values, offsets, timestamps_ms, self._sizes, self._max_future_s, self._max_future_text
+            values, offsets, stamps, self._sizes, self._max_future_s, self._max_future_text
         )
         rejected = [
-            (
-                offsets[index],
-                Rejection(reason, detail if detail is not None else _invalid_json_detail(value), value),
-            )
+            (offsets[index], Rejection(reason, detail if detail is not None else _invalid_json_detail(value), value))
             for index, reason, detail, value in rejections
         ]
         delta = Delta(partition, prev_offset, spans, nodes, _columns(4, v4), _columns(6, v6), sessions)
         return delta, rejected
 
-    def _decode_python(
-        self,
-        partition: int,
-        prev_offset: int,
-        values: Sequence[bytes | None],
-        offsets: Sequence[int],
-        timestamps_ms: Sequence[int],
-    ) -> tuple[Delta, list[OffsetRejection]]:
+    def _decode_python(self, partition: int, prev_offset: int, values: Values, offsets: Ints, stamps: Ints) -> Decoded:
         batch = DecodedBatch()
         ends: list[tuple[int, int, int]] = []
         rejected: list[OffsetRejection] = []
         decode = self._reference.decode
-        for value, offset, ts_ms in zip(values, offsets, timestamps_ms, strict=True):
+        for value, offset, ts_ms in zip(values, offsets, stamps, strict=True):
             now_s = ts_ms / 1000.0
             oldest = min(monitor.oldest_kept_start(now_s) for monitor in self._monitors)
             before = len(batch.rejected)

@@ -113,7 +113,10 @@ _TOKEN = re.compile(
 )
 _WHITESPACE = b" \t\n\r"
 #: (closing bracket, open container is an object) -> the states in which it may close it.
-_CLOSERS = {(b"]", False): ("value_or_close", "comma_or_close"), (b"}", True): ("key_or_close", "comma_or_close")}
+_CLOSERS: dict[tuple[bytes | None, bool | None], tuple[str, ...]] = {
+    (b"]", False): ("value_or_close", "comma_or_close"),
+    (b"}", True): ("key_or_close", "comma_or_close"),
+}
 
 
 class _WireEvent(msgspec.Struct, forbid_unknown_fields=True, gc=False):
