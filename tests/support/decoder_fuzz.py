@@ -181,8 +181,9 @@ def _records(messages: Sequence[bytes], rng: random.Random) -> tuple[list[bytes]
     return list(messages), list(range(100, 100 + len(messages))), timestamps
 
 
-def fuzz(inputs: int, seed: int, per_batch: int = 50) -> tuple[int, bytes | None]:
-    """Compare both decoders on ``inputs`` mutated messages; (count, first disagreeing message)."""
+def fuzz(inputs: int, seed: int, per_batch: int = 50) -> tuple[int, tuple[bytes, int] | None]:
+    """Compare both decoders on ``inputs`` mutated messages; (count, first disagreeing message
+    and its record timestamp in ms)."""
     native, python = decoders()
     rng = random.Random(seed)
     done = 0
@@ -195,7 +196,7 @@ def fuzz(inputs: int, seed: int, per_batch: int = 50) -> tuple[int, bytes | None
             for i, message in enumerate(messages):
                 args = ([message], [offsets[i]], [timestamps[i]])
                 if outcome(native.decode(0, 99, *args)) != outcome(python.decode(0, 99, *args)):
-                    return done + i, message
+                    return done + i, (message, timestamps[i])
         done += len(messages)
     return done, None
 
@@ -210,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     done, bad = fuzz(args.inputs, args.seed)
     elapsed = time.perf_counter() - start
     if bad is not None:
-        print(f"decoder fuzz: DISAGREE after {done:,} inputs (seed {args.seed}) on {bad!r}")
+        print(f"decoder fuzz: DISAGREE after {done:,} inputs (seed {args.seed}) on {bad[0]!r} at {bad[1]} ms")
         return 1
     print(f"decoder fuzz: {done:,} inputs, native and Python decoders agree (seed {args.seed}, {elapsed:.0f} s)")
     return 0

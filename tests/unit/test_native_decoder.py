@@ -105,6 +105,13 @@ def test_numbers_are_shown_as_python_shows_them(numbers: list[float | int]) -> N
     _agree([orjson.dumps([test_events._ev(ts=x, n=x) for x in numbers if -(2**63) <= x < 2**64]), _big_ints(numbers)])
 
 
+@pytest.mark.parametrize("x", [1699995766.6757812, 1699995766.6757813, 0.3, 1e23, 5e-324, 2.5e-5, 9007199254740993.0])
+def test_float_text_ties_round_to_even(x: float) -> None:
+    """1699995766.6757812 is exactly ...78125: of the two shortest strings Python keeps the even one."""
+    events = [test_events._ev(ts=x), test_events._ev(ts=-x, extra=x)]
+    _agree([orjson.dumps(events), orjson.dumps(events[0])])
+
+
 def _big_ints(numbers: list[float | int]) -> bytes:
     return (
         "[" + ",".join(f'{{"node":"a","ip":"1.2.3.4","event":"rejection","ts":{x!r}}}' for x in numbers) + "]"

@@ -8,8 +8,15 @@ use std::fmt::Write;
 const SHOW_CHARS: usize = 100;
 
 /// Shortest round-trip digits and decimal exponent of a finite, non-zero `|v|`: 1.5e-7 -> ("15", -7).
+///
+/// Of the shortest strings, Python (and orjson) take the closest, ties to even: the correctly
+/// rounded one of that length, which Rust's exact formatting gives (its shortest mode may not).
 fn digits_exponent(v: f64) -> (String, i32) {
-    let text = format!("{:e}", v.abs());
+    let shortest = format!("{:e}", v.abs());
+    let length = shortest
+        .split_once('e')
+        .map_or(1, |(mantissa, _)| mantissa.replace('.', "").len());
+    let text = format!("{:.*e}", length - 1, v.abs());
     let (mantissa, exponent) = text.split_once('e').expect("{:e} has an exponent");
     (
         mantissa.replace('.', ""),
