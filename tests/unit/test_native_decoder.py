@@ -6,6 +6,9 @@ then the only one and ``test_decoding.py`` covers it.
 
 from __future__ import annotations
 
+import math
+import random
+import struct
 from collections.abc import Iterator
 from typing import Any
 
@@ -110,6 +113,15 @@ def test_float_text_ties_round_to_even(x: float) -> None:
     """1699995766.6757812 is exactly ...78125: of the two shortest strings Python keeps the even one."""
     events = [test_events._ev(ts=x), test_events._ev(ts=-x, extra=x)]
     _agree([orjson.dumps(events), orjson.dumps(events[0])])
+
+
+def test_every_power_of_two_and_random_doubles() -> None:
+    """Shortest float text near powers of two (lopsided rounding intervals) and anywhere else."""
+    rng = random.Random(4)
+    randoms = [struct.unpack("<d", struct.pack("<Q", rng.getrandbits(64)))[0] for _ in range(3000)]
+    numbers = [2.0**k for k in range(-1074, 1024)] + [x for x in randoms if math.isfinite(x)]
+    for at in range(0, len(numbers), 500):
+        _agree([orjson.dumps([test_events._ev(ts=x, n=-x) for x in numbers[at : at + 500]])])
 
 
 def _big_ints(numbers: list[float | int]) -> bytes:

@@ -9,14 +9,21 @@ const SHOW_CHARS: usize = 100;
 
 /// Shortest round-trip digits and decimal exponent of a finite, non-zero `|v|`: 1.5e-7 -> ("15", -7).
 ///
-/// Of the shortest strings, Python (and orjson) take the closest, ties to even: the correctly
-/// rounded one of that length, which Rust's exact formatting gives (its shortest mode may not).
+/// Of the shortest strings that read back as `v`, Python (and orjson) take the closest, ties to
+/// even. That is the correctly rounded one of that length (Rust's exact formatting) when it reads
+/// back as `v`; Rust's shortest mode breaks such ties differently. When it does not (a tie next
+/// to a power of two, whose lower neighbour is closer), the one that does is Rust's shortest.
 fn digits_exponent(v: f64) -> (String, i32) {
     let shortest = format!("{:e}", v.abs());
     let length = shortest
         .split_once('e')
         .map_or(1, |(mantissa, _)| mantissa.replace('.', "").len());
-    let text = format!("{:.*e}", length - 1, v.abs());
+    let rounded = format!("{:.*e}", length - 1, v.abs());
+    let text = if rounded.parse::<f64>() == Ok(v.abs()) {
+        rounded
+    } else {
+        shortest
+    };
     let (mantissa, exponent) = text.split_once('e').expect("{:e} has an exponent");
     (
         mantissa.replace('.', ""),

@@ -34,8 +34,32 @@ pub fn parse_ip(text: &str) -> Option<(u8, u128)> {
             (6, value)
         });
     }
+    if let Some(value) = plain_ipv4(bytes) {
+        return Some((4, value as u128));
+    }
     let mut out = [0u8; 4];
     // SAFETY: as above; AF_INET writes 4 bytes.
     let ok = unsafe { inet_pton(libc::AF_INET, source, out.as_mut_ptr() as *mut c_void) };
     (ok == 1).then(|| (4, u32::from_be_bytes(out) as u128))
+}
+
+/// The common dotted quad without calling into the C library; only ever *accepts* what
+/// `inet_pton` accepts (four decimal octets of at most 255, no leading zeros): anything else
+/// goes to `inet_pton` to be judged.
+fn plain_ipv4(bytes: &[u8]) -> Option<u32> {
+    let mut value = 0u32;
+    let mut parts = 0;
+    for part in bytes.split(|&b| b == b'.') {
+        let leading_zero = part.len() > 1 && part[0] == b'0';
+        if part.is_empty() || part.len() > 3 || leading_zero || !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let octet = part.iter().fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'));
+        if octet > 255 {
+            return None;
+        }
+        value = value << 8 | octet;
+        parts += 1;
+    }
+    (parts == 4).then_some(value)
 }
