@@ -19,6 +19,7 @@ from decoder_fuzz import FUTURE_S, MONITORS, NOW_MS, decoders, fuzz, outcome
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.core import events
 from pipeline.core.decoding import NATIVE, BatchDecoder
 from pipeline.core.windows import Monitor
 
@@ -55,6 +56,19 @@ def _raw_cases() -> Iterator[bytes]:
 
 
 _CASES = list(_raw_cases())
+
+
+def test_limits_are_the_reference_limits() -> None:
+    assert NATIVE is not None
+    limits = ("MAX_BATCH_EVENTS", "MAX_MESSAGE_BYTES", "MAX_EVENT_N", "MAX_KEPT_DEPTH")
+    assert [getattr(NATIVE, name) for name in limits] == [getattr(events, name) for name in limits]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats() | st.sampled_from([300.0, 0.5, 1e-5, 123456.5, 999999.5, 1e16, 0.0, -0.0]))
+def test_format_g_is_pythons(value: float) -> None:
+    assert NATIVE is not None
+    assert NATIVE.format_g(value) == f"{value:g}"
 
 
 def test_the_event_test_cases_were_found() -> None:
