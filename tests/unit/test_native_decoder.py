@@ -167,6 +167,16 @@ def test_spliced_and_nested_bytes(events: list[dict[str, Any]], edits: list[tupl
     _agree([data], [int(test_events.NOW * 1000)], _EVENTS_CLOCK)
 
 
+@pytest.mark.parametrize("depth", [62, 63, 64, 65, 66, 300, 1100])
+@pytest.mark.parametrize("field", ["node", "ts", "ip", "event", "n", "service", "extra"])
+def test_deep_values_are_pruned_alike(depth: int, field: str) -> None:
+    """Pruning at level 64 (the event is level 1) in details and dead-letter values, any field."""
+    deep = b"[" * depth + b'{"k":[1,"x"]}' + b"]" * depth
+    for event in (test_events._ev(), test_events._ev(ts=-1), test_events._ev(event="session_open")):
+        raw = orjson.dumps({**event, field: "@"}).replace(b'"@"', deep)
+        _agree([raw, b"[" + raw + b"," + raw + b"]", b"[[" + deep + b"]]"])
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=8), st.sampled_from(["node", "ip", "event", "service", "x"]))
 def test_any_text_in_string_fields(text: str, name: str) -> None:
