@@ -32,7 +32,8 @@ Depth rule: nesting never rejects a message or an event by itself, so an event w
 nested unknown field is judged by its SPEC fields. Counting the event (or array item) itself as
 level 1, arrays and objects at a level above ``MAX_KEPT_DEPTH`` are still syntax-checked but kept
 as ``null``, which is what a dead letter's value and detail show of them. orjson refuses more than
-1024 levels, so such messages are parsed by ``deep_loads`` instead (slow, and only for them).
+1024 levels, so such messages are parsed by ``deep_loads`` instead: only them, but slowly (up
+to about a second for a 1 MiB message of brackets; the native decoder takes milliseconds).
 """
 
 from __future__ import annotations
