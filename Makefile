@@ -1,9 +1,12 @@
 # The README's two commands. Both need only python3, java (17+) and mvn on a fresh machine: the venv is
 # created here, and the local Kafka is fetched and started by the worker / the test session.
+# Where cargo is on PATH the native decoder (pipeline/native) is built into the venv too; without
+# it the pure-Python decoder does the same work, slower.
 VENV := .venv
 STAMP := $(VENV)/.installed
+PIP := $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: run test
+.PHONY: run test fuzz-decoder
 
 run: $(STAMP)
 	exec $(VENV)/bin/inbound-audit worker
@@ -11,8 +14,14 @@ run: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
 
-# Re-install only when the dependencies may have changed.
-$(STAMP): pyproject.toml
+# A million mutated event messages through both decoders (needs the native one built).
+fuzz-decoder: $(STAMP)
+	$(VENV)/bin/python tests/support/decoder_fuzz.py --inputs 1000000
+
+# Re-install only when the dependencies or the native sources may have changed.
+$(STAMP): pyproject.toml pipeline/native/pyproject.toml pipeline/native/Cargo.toml $(wildcard pipeline/native/src/*.rs)
 	test -x $(VENV)/bin/python || python3 -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PIP) -e '.[dev]'
+	if command -v cargo >/dev/null; then $(PIP) ./pipeline/native; \
+	else echo "cargo not found: the native decoder is not built, the Python decoder will be used"; fi
 	touch $@

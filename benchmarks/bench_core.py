@@ -5,7 +5,8 @@ them. Numbers depend on the CPU: the calibration line (``sum(range(1000))``) let
 different machines be compared.
 
 * ingest: raw JSON batch bytes (1,000 events per array) -> decoded -> delta -> counted in every
-  default monitor, for both the node and the fleet scope (what one worker does per event).
+  default monitor, for both the node and the fleet scope (what one worker does per event), with
+  the Python and (when built) the native decoder, and the share of the time spent applying.
 * query: ``count`` for /32, /24, /16 and /0 with 1,000,000 distinct IPv4 addresses in one window.
 * memory: tracemalloc bytes per distinct address per window, for one cell and for both scopes.
 """
@@ -24,8 +25,9 @@ import orjson
 from bench_decode import ipv4_address, ipv6_address  # run as a script: benchmarks/ is on sys.path
 
 from pipeline.core.cidr import Block
+from pipeline.core.decoding import NATIVE, BatchDecoder
 from pipeline.core.delta import decode_delta, delta_from_decoded, encode_delta
-from pipeline.core.events import DecodedBatch, EventDecoder
+from pipeline.core.events import DecodedBatch
 from pipeline.core.replica import Replica
 from pipeline.core.windows import parse_monitors
 
@@ -34,6 +36,7 @@ NOW = 1_764_000_000.0 + 150
 MESSAGES = 200
 EVENTS_PER_MESSAGE = 1_000
 RUNS = 5
+DECODERS = ["python"] + (["native"] if NATIVE is not None else [])
 
 
 def _messages(make_ip, rng: random.Random) -> list[bytes]:
@@ -53,23 +56,24 @@ def _messages(make_ip, rng: random.Random) -> list[bytes]:
     return out
 
 
-def _ingest_rate(messages: list[bytes], per_batch: int) -> float:
-    """Events/s through decode -> delta -> wire -> apply, ``per_batch`` messages per delta."""
-    decoder = EventDecoder()
+def _ingest_rate(messages: list[bytes], per_batch: int, decoder_name: str) -> tuple[float, float]:
+    """Events/s through decode -> delta -> wire -> apply, ``per_batch`` messages per delta, and
+    the share of that time spent applying deltas to the counts."""
+    decoder = BatchDecoder(MONITORS, 300.0, decoder_name)
     replica = Replica(MONITORS)
-    oldest = min(m.oldest_kept_start(NOW) for m in MONITORS)
+    stamp = int(NOW * 1000)
+    applying = 0.0
     start = time.perf_counter()
     for first in range(0, len(messages), per_batch):
-        batch = DecodedBatch()
-        for raw in messages[first : first + per_batch]:
-            decoder.decode(raw, now_s=NOW, oldest_kept_s=oldest, into=batch)
-        delta = decode_delta(
-            encode_delta(
-                delta_from_decoded(batch, 0, [(first + per_batch - 1, len(batch.node), len(batch.sessions))], first - 1)
-            )
-        )
+        chunk = messages[first : first + per_batch]
+        offsets = list(range(first, first + len(chunk)))
+        delta, _ = decoder.decode(0, first - 1, chunk, offsets, [stamp] * len(chunk))
+        delta = decode_delta(encode_delta(delta))
+        before_apply = time.perf_counter()
         replica.apply(delta, NOW)
-    return len(messages) * EVENTS_PER_MESSAGE / (time.perf_counter() - start)
+        applying += time.perf_counter() - before_apply
+    elapsed = time.perf_counter() - start
+    return len(messages) * EVENTS_PER_MESSAGE / elapsed, applying / elapsed
 
 
 def _big_store(n_ips: int) -> tuple[Replica, np.ndarray]:
@@ -122,11 +126,12 @@ def main() -> None:
     for label, make_ip in (("IPv4", ipv4_address), ("IPv6", ipv6_address)):
         messages = _messages(make_ip, rng)
         for per_batch in (1, 20):
-            rates = [_ingest_rate(messages, per_batch) for _ in range(RUNS)]
-            print(
-                f"ingest {label}, {per_batch:>2} message(s) of 1,000 events per delta: "
-                f"{statistics.median(rates):>10,.0f} events/s  (target >= 250,000 for IPv4)"
-            )
+            line = f"ingest {label}, {per_batch:>2} message(s) of 1,000 events per delta:"
+            for name in DECODERS:
+                runs = [_ingest_rate(messages, per_batch, name) for _ in range(RUNS)]
+                rate, apply_share = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+                line += f" {name} {rate:>10,.0f} events/s ({apply_share:4.0%} applying) |"
+            print(line + " target >= 250,000 for IPv4")
     replica, addrs = _big_store(1_000_000)
     for prefix in (32, 24, 16, 0):
         p50, p99 = _query_latency(replica, addrs, prefix)

@@ -20,6 +20,8 @@ __all__ = ["Settings", "load_settings"]
 T = TypeVar("T")
 
 DEFAULT_MONITORS = "60,1 300,6 1800,4"
+#: ``INBOUND_AUDIT_DECODER``: ``auto`` takes the native decoder when it is built, else Python.
+DECODER_CHOICES = ("auto", "python", "native")
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     kafka_timeout_s: float = 60.0
+    decoder: str = "auto"
 
     @property
     def bootstrap(self) -> str:
@@ -97,6 +100,12 @@ def _topic_name(text: str) -> str:
     return text
 
 
+def _decoder(text: str) -> str:
+    if text not in DECODER_CHOICES:
+        raise ValueError(f"must be one of {', '.join(DECODER_CHOICES)}")
+    return text
+
+
 def _monitors(text: str) -> tuple[Monitor, ...]:
     return parse_monitors(text)
 
@@ -127,4 +136,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         web_host=_read(env, "INBOUND_AUDIT_WEB_HOST", str, d.web_host),
         web_port=_read(env, "INBOUND_AUDIT_WEB_PORT", _int_in(0, 65535), d.web_port),
         kafka_timeout_s=_read(env, "INBOUND_AUDIT_KAFKA_TIMEOUT_S", _positive_float, d.kafka_timeout_s),
+        decoder=_read(env, "INBOUND_AUDIT_DECODER", _decoder, d.decoder),
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,19 @@ from pipeline.kafka.local_kafka import ensure_local_kafka, local_kafka_running, 
 from pipeline.settings import Settings, load_settings
 
 TEST_KAFKA_PORT = 19092
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--no-native",
+        action="store_true",
+        help="hide the native decoder (pipeline_native) as if it were not built, to test the Python fallback",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--no-native"):
+        sys.modules["pipeline_native"] = None  # type: ignore[assignment]  # makes the import fail
 
 
 def _settings_from_env() -> Settings:

@@ -22,16 +22,25 @@ reason:
 
 Whole-message reasons (``invalid_json``, ``batch_too_large``, a top-level ``not_an_object``)
 reject the message once, with its raw bytes. "JSON" is what orjson accepts: strict UTF-8, no
-lone surrogates, no NaN/Infinity, numbers that fit a double, nesting depth at most 1024.
-A JSON ``null`` is a present field of the wrong type, not a missing one. ``n`` is capped at
-``MAX_EVENT_N`` (2**31 - 1) so that int64 counters cannot overflow. Single-object messages
-are dead-lettered with their original bytes, array items re-serialized with orjson.
+lone surrogates, no NaN/Infinity, numbers that fit a double (integers beyond 64 bits become
+doubles), at any nesting depth. A JSON ``null`` is a present field of the wrong type, not a
+missing one. ``n`` is capped at ``MAX_EVENT_N`` (2**31 - 1) so that int64 counters cannot
+overflow: a larger integer is ``invalid_field``. Single-object messages are dead-lettered with
+their original bytes, array items re-serialized with orjson.
+
+Depth rule: nesting never rejects a message or an event by itself, so an event with a deeply
+nested unknown field is judged by its SPEC fields. Counting the event (or array item) itself as
+level 1, arrays and objects at a level above ``MAX_KEPT_DEPTH`` are still syntax-checked but kept
+as ``null``, which is what a dead letter's value and detail show of them. orjson refuses more than
+1024 levels, so such messages are parsed by ``deep_loads`` instead: only them, but slowly (up
+to about a second for a 1 MiB message of brackets; the native decoder takes milliseconds).
 """
 
 from __future__ import annotations
 
 import codecs
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import compress
@@ -53,12 +62,15 @@ __all__ = [
     "MAX_MESSAGE_BYTES",
     "MAX_EVENT_N",
     "MAX_NODE_CHARS",
+    "MAX_KEPT_DEPTH",
     "DEAD_LETTER_VALUE_BYTES",
     "REASONS",
     "Rejection",
     "DecodedBatch",
     "EventDecoder",
     "dead_letter_record",
+    "deep_loads",
+    "invalid_json_detail",
 ]
 
 #: Windowed event names; a metric's code is its index here.
@@ -71,6 +83,8 @@ MAX_MESSAGE_BYTES = 1 << 20
 MAX_EVENT_N = 2**31 - 1
 MAX_NODE_CHARS = 255
 DEAD_LETTER_VALUE_BYTES = 4096
+#: Containers at a deeper level of an event (itself level 1) are kept as ``null`` (orjson writes 254 at most).
+MAX_KEPT_DEPTH = 64
 
 REASONS: tuple[str, ...] = (
     "invalid_json",
@@ -94,6 +108,16 @@ _SHOW_CHARS = 100
 _loads = orjson.loads
 _dumps = orjson.dumps
 _JSONDecodeError = orjson.JSONDecodeError
+_DEPTH_ERROR = "depth limit exceeded"
+_TOKEN = re.compile(
+    rb'[ \t\n\r]*(?:("(?:[^"\\\x00-\x1f]|\\.)*")|(-?[0-9][0-9eE.+-]*|true|false|null)|([\[\]{},:]))', re.DOTALL
+)
+_WHITESPACE = b" \t\n\r"
+#: (closing bracket, open container is an object) -> the states in which it may close it.
+_CLOSERS: dict[tuple[bytes | None, bool | None], tuple[str, ...]] = {
+    (b"]", False): ("value_or_close", "comma_or_close"),
+    (b"}", True): ("key_or_close", "comma_or_close"),
+}
 
 
 class _WireEvent(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -184,8 +208,8 @@ class EventDecoder:
         if raw[:1] == b"[" and self._decode_array(raw, out, now_s, oldest_kept_s):
             return out
         try:
-            doc = _loads(raw)
-        except _JSONDecodeError as exc:
+            doc = _loads_any_depth(raw)
+        except ValueError as exc:
             out.rejected.append(Rejection("invalid_json", f"value is not UTF-8 JSON: {exc}", bytes(raw)))
             return out
         kind = type(doc)
@@ -326,6 +350,7 @@ class EventDecoder:
 
     def _decode_slow(self, ev: Any, single_raw: bytes | None, out: DecodedBatch, now_s: float, oldest: float) -> None:
         """Check one event in the documented order; append it to ``out`` or reject it."""
+        ev = _prune(ev, MAX_KEPT_DEPTH)
         problem = self._problem(ev, now_s, oldest)
         if problem is not None:
             value = single_raw if single_raw is not None else _dumps(ev)
@@ -391,6 +416,97 @@ class EventDecoder:
                     f"ts {ts} is more than {self.max_future_s:g} s ahead of the reference time {now_s}",
                 )
         return None
+
+
+def _prune(value: Any, depth: int) -> Any:
+    """``value`` with the arrays and objects nested more than ``depth`` levels inside it as None."""
+    kind = type(value)
+    if kind is dict:
+        return {k: _prune(v, depth - 1) for k, v in value.items()} if depth > 0 else None
+    if kind is list:
+        return [_prune(v, depth - 1) for v in value] if depth > 0 else None
+    return value
+
+
+def _loads_any_depth(raw: bytes) -> Any:
+    """``orjson.loads``, or ``deep_loads`` for a message nested deeper than orjson allows."""
+    try:
+        return _loads(raw)
+    except _JSONDecodeError as exc:
+        if not str(exc).startswith(_DEPTH_ERROR):
+            raise
+    return deep_loads(raw, MAX_KEPT_DEPTH + 2)
+
+
+def invalid_json_detail(raw: bytes) -> str | None:
+    """The ``invalid_json`` detail the decoder gives ``raw``, or None if ``raw`` is JSON to it."""
+    try:
+        _loads_any_depth(raw)
+    except ValueError as exc:
+        return f"value is not UTF-8 JSON: {exc}"
+    return None
+
+
+class _Frame:
+    """One open array or object of ``deep_loads``: its container (None once pruned) and pending key."""
+
+    __slots__ = ("is_object", "container", "key")
+
+    def __init__(self, is_object: bool, keep: bool) -> None:
+        self.is_object = is_object
+        self.container: Any = ({} if is_object else []) if keep else None
+        self.key: Any = None
+
+    def add(self, value: Any) -> None:
+        if self.container is None:
+            return
+        if self.is_object:
+            self.container[self.key] = value
+        else:
+            self.container.append(value)
+
+
+def deep_loads(raw: bytes, keep_levels: int) -> Any:
+    """orjson's JSON syntax at any depth; containers below ``keep_levels`` levels become None.
+
+    An explicit stack instead of recursion; each scalar token is parsed by orjson itself, so
+    strings, numbers and literals mean exactly what they mean to ``orjson.loads``.
+    Raises ``ValueError`` naming the character where the syntax breaks.
+    """
+    stack: list[_Frame] = []
+    pos = 0
+    expect = "value"  # value | value_or_close | key | key_or_close | colon | comma_or_close
+    while True:
+        match = _TOKEN.match(raw, pos)
+        if match is None:
+            raise ValueError(f"invalid JSON at char {pos} (nested deeper than 1024 levels)")
+        string, other, punct = match.group(1, 2, 3)
+        at, pos = match.start(match.lastindex or 0), match.end()
+        if string is not None and expect in ("key", "key_or_close"):
+            stack[-1].key = _loads(string)
+            expect = "colon"
+            continue
+        if punct == b":" and expect == "colon":
+            expect = "value"
+        elif punct == b"," and expect == "comma_or_close":
+            expect = "key" if stack[-1].is_object else "value"
+        elif punct in (b"[", b"{") and expect in ("value", "value_or_close"):
+            stack.append(_Frame(punct == b"{", len(stack) < keep_levels))
+            expect = "key_or_close" if punct == b"{" else "value_or_close"
+        else:
+            if punct is not None and expect in _CLOSERS.get((punct, stack[-1].is_object if stack else None), ()):
+                value = stack.pop().container
+            elif (string or other) is not None and expect in ("value", "value_or_close"):
+                value = _loads(string or other)
+            else:
+                raise ValueError(f"invalid JSON at char {at} (nested deeper than 1024 levels)")
+            if not stack:
+                break
+            stack[-1].add(value)
+            expect = "comma_or_close"
+    if raw[pos:].strip(_WHITESPACE):
+        raise ValueError(f"unexpected content after document at char {pos} (nested deeper than 1024 levels)")
+    return value
 
 
 def dead_letter_record(rejection: Rejection, source_topic: str, partition: int, offset: int) -> dict[str, Any]:

@@ -15,11 +15,14 @@ from pipeline.core.cidr import IpParser
 from pipeline.core.events import (
     MAX_BATCH_EVENTS,
     MAX_EVENT_N,
+    MAX_KEPT_DEPTH,
     MAX_MESSAGE_BYTES,
     DecodedBatch,
     EventDecoder,
     Rejection,
     dead_letter_record,
+    deep_loads,
+    invalid_json_detail,
 )
 
 NOW = 1_700_000_000.0
@@ -516,7 +519,6 @@ def test_one_bad_event_falls_back_without_losing_the_rest(events: list[Any], at:
 
 
 _GOOD_FIELDS = '"node":"mx1","ip":"10.0.0.1","event":"connection"'
-_DEEP = "[" * 2000 + "]" * 2000
 
 
 @pytest.mark.parametrize(
@@ -539,7 +541,6 @@ _DEEP = "[" * 2000 + "]" * 2000
         '[{"node":"mx1","ip":"10.0.0.1","event":"session_open","ts":18446744073709551617}]',
         '[{"node":"mx1","ip":"10.0.0.1","event":"session_open","ts":-0.0,"n":"x"}]',
         f'[{{{_GOOD_FIELDS},"ts":{NOW},"extra":{"[" * 1000 + "]" * 1000}}}]',
-        f'[{{{_GOOD_FIELDS},"ts":{NOW},"extra":{_DEEP}}}]',  # deeper than orjson accepts
         f'  [{{{_GOOD_FIELDS},"ts":{NOW}}}] \n',
         f'[{{{_GOOD_FIELDS},"ts":{NOW}}}]x',
         f'[{{{_GOOD_FIELDS},"ts":{NOW}}},]',
@@ -570,3 +571,59 @@ def test_corrupted_bytes_never_raise_and_agree_with_the_reference(
         at %= len(data)
         data = data[:at] + chunk + data[at + 1 :]
     assert _outcome(_decode(data)) == _expected_of(data)
+
+
+# --- depth rule -----------------------------------------------------------------------------------
+
+
+def _nested(depth: int, inner: str = "") -> str:
+    return "[" * depth + inner + "]" * depth
+
+
+@pytest.mark.parametrize("depth", [MAX_KEPT_DEPTH + 1, 1000, 2000, 100_000])
+def test_deeply_nested_unknown_field_is_ignored(depth: int) -> None:
+    raw = f'[{{{_GOOD_FIELDS},"ts":{NOW},"extra":{_nested(depth)}}}]'.encode()
+    assert _decode(raw).node == ["mx1"] and _decode(raw).rejected == []
+
+
+@pytest.mark.parametrize("depth", [300, 2000])
+def test_rejected_event_shows_deep_values_as_null(depth: int) -> None:
+    raw = f'[{{{_GOOD_FIELDS},"ts":-1,"extra":{_nested(depth)}}}]'.encode()
+    rejection = _one_rejection(raw)
+    assert rejection.reason == "too_late"
+    assert orjson.loads(rejection.value)["extra"] == orjson.loads(_nested(MAX_KEPT_DEPTH - 1, "null"))
+
+
+def test_deep_spec_field_is_an_invalid_field() -> None:
+    rejection = _one_rejection(f'{{{_GOOD_FIELDS},"ts":{NOW},"ip":{_nested(3000)}}}'.encode())
+    assert rejection.reason == "invalid_field"
+    shown = _nested(MAX_KEPT_DEPTH - 1, "null")[:97] + "..."  # the event itself is the first level
+    assert rejection.detail == "field 'ip' must be a string, got " + shown
+
+
+@pytest.mark.parametrize(
+    "inner", ["1,", "1 2", '{"a" 1}', '{"a":1,}', "}", '{"a":1]', '"\\ud800"', "1e400", "01", "tru", "[]]"]
+)
+def test_deep_syntax_errors_are_invalid_json(inner: str) -> None:
+    raw = f'[{{{_GOOD_FIELDS},"ts":{NOW},"extra":{_nested(1100, inner)}}}]'.encode()
+    assert _reasons(_decode(raw)) == ["invalid_json"]
+    assert invalid_json_detail(raw) == _one_rejection(raw).detail
+
+
+def test_deep_trailing_content_is_invalid_json() -> None:
+    assert _reasons(_decode((_nested(1100) + " x").encode())) == ["invalid_json"]
+    assert invalid_json_detail((_nested(1100) + " \n").encode()) is None
+
+
+_JSON = st.recursive(
+    _ANY_JSON,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON, st.sampled_from(["", " ", "\n\t"]))
+def test_deep_loads_agrees_with_orjson(doc: Any, space: str) -> None:
+    raw = orjson.dumps(doc, option=orjson.OPT_INDENT_2) if space else orjson.dumps(doc)
+    assert deep_loads(raw + space.encode(), 1000) == orjson.loads(raw)

@@ -76,6 +76,7 @@ def _free_port() -> int:
         ("INBOUND_AUDIT_MONITORS", "60,0"),
         ("INBOUND_AUDIT_KAFKA_PORT", "99999"),
         ("INBOUND_AUDIT_KAFKA_PORT", "ninety"),
+        ("INBOUND_AUDIT_DECODER", "rust"),
     ],
 )
 def test_load_settings_names_the_bad_variable(name: str, value: str) -> None:

@@ -1,0 +1,119 @@
+//! `pipeline_native`: the optional compiled decoder of inbound-audit event messages.
+//!
+//! One call decodes a whole batch of one partition's records into the columns a `Delta` is
+//! made of, so Python never handles events one by one (and other threads run meanwhile: the
+//! GIL is released). Decisions, reasons and detail text are those of
+//! `pipeline/core/events.py` (the reference); `pipeline/core/decoding.py` wraps this.
+
+mod decode;
+mod format;
+mod ip;
+mod json;
+
+use decode::{Batch, Clock, Family, SESSION_KINDS};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyTuple};
+
+/// One family's columns as bytes: (sec int64, metric uint8, node uint32, key, n int64), native order.
+fn columns<'py, K: Copy>(py: Python<'py>, family: &Family<K>) -> PyResult<Bound<'py, PyTuple>> {
+    fn raw<T: Copy>(values: &[T]) -> &[u8] {
+        // SAFETY: plain integers and byte arrays, no padding; the bytes are copied right away.
+        unsafe { std::slice::from_raw_parts(values.as_ptr() as *const u8, std::mem::size_of_val(values)) }
+    }
+    PyTuple::new(
+        py,
+        [
+            PyBytes::new(py, raw(&family.sec)),
+            PyBytes::new(py, raw(&family.metric)),
+            PyBytes::new(py, raw(&family.node)),
+            PyBytes::new(py, raw(&family.key)),
+            PyBytes::new(py, raw(&family.n)),
+        ],
+    )
+}
+
+/// Decode one partition's records.
+///
+/// `values[i]` (None for a tombstone) was written at `timestamps_ms[i]`, at offset `offsets[i]`;
+/// `monitors` are `(size_s, count)`; `max_future_s` and its `:g` text bound `future_timestamp`.
+/// Returns `(nodes, v4, v6, sessions, spans, rejections)`: v4/v6 are column bytes (see
+/// `columns`; IPv4 keys uint32, IPv6 keys 16 bytes big-endian), sessions are
+/// `(kind, node, family, address, service)`, spans `(offset, v4 end, v6 end, sessions end)` per
+/// record, rejections `(record index, reason, detail, value)` with detail None for
+/// `invalid_json` (orjson's wording is orjson's to give).
+#[pyfunction]
+#[pyo3(signature = (values, offsets, timestamps_ms, monitors, max_future_s, max_future_text))]
+fn decode_records<'py>(
+    py: Python<'py>,
+    values: Vec<Option<Bound<'py, PyBytes>>>,
+    offsets: Vec<i64>,
+    timestamps_ms: Vec<i64>,
+    monitors: Vec<(i64, i64)>,
+    max_future_s: f64,
+    max_future_text: &str,
+) -> PyResult<Bound<'py, PyTuple>> {
+    if values.len() != offsets.len() || values.len() != timestamps_ms.len() {
+        return Err(pyo3::exceptions::PyValueError::new_err(
+            "values, offsets and timestamps_ms differ in length",
+        ));
+    }
+    if monitors.iter().any(|&(size, count)| size < 1 || count < 1) {
+        return Err(pyo3::exceptions::PyValueError::new_err(
+            "monitors must be (size_s >= 1, count >= 1)",
+        ));
+    }
+    let raws: Vec<Option<&[u8]>> = values.iter().map(|v| v.as_ref().map(|b| b.as_bytes())).collect();
+    // The bytes objects are immutable and `values` keeps them alive: other threads may run meanwhile.
+    let batch = py.detach(|| {
+        let mut batch = Batch::default();
+        for (index, (raw, &ts_ms)) in raws.iter().zip(&timestamps_ms).enumerate() {
+            batch.record(
+                index,
+                *raw,
+                &Clock::new(ts_ms, &monitors, max_future_s),
+                max_future_text,
+            );
+        }
+        batch
+    });
+    let sessions = PyList::empty(py);
+    for (kind, node, family, addr, service) in &batch.sessions {
+        sessions.append((SESSION_KINDS[*kind], node, *family, *addr, service))?;
+    }
+    let spans = PyList::empty(py);
+    for (&offset, &(v4, v6, s)) in offsets.iter().zip(&batch.ends) {
+        spans.append((offset, v4, v6, s))?;
+    }
+    let rejections = PyList::empty(py);
+    for (index, reason, detail, value) in &batch.rejections {
+        rejections.append((*index, *reason, detail.as_deref(), PyBytes::new(py, value)))?;
+    }
+    PyTuple::new(
+        py,
+        [
+            PyList::new(py, &batch.nodes)?.into_any(),
+            columns(py, &batch.v4)?.into_any(),
+            columns(py, &batch.v6)?.into_any(),
+            sessions.into_any(),
+            spans.into_any(),
+            rejections.into_any(),
+        ],
+    )
+}
+
+/// Python's `format(value, "g")`, exposed so tests can pin the detail text's number format.
+#[pyfunction]
+fn format_g(value: f64) -> String {
+    format::py_g(value)
+}
+
+#[pymodule]
+fn pipeline_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(decode_records, m)?)?;
+    m.add_function(wrap_pyfunction!(format_g, m)?)?;
+    m.add("MAX_BATCH_EVENTS", decode::MAX_BATCH_EVENTS)?;
+    m.add("MAX_MESSAGE_BYTES", decode::MAX_MESSAGE_BYTES)?;
+    m.add("MAX_EVENT_N", decode::MAX_EVENT_N as i64)?;
+    m.add("MAX_KEPT_DEPTH", json::MAX_KEPT_DEPTH)?;
+    Ok(())
+}
