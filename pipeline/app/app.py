@@ -188,7 +188,9 @@ def _register_agents(audit: AuditApp, events: faust.TopicT, requests: faust.Topi
         async for batch in stream.take_events(TAKE_MESSAGES, within=TAKE_WITHIN_S):
             await audit.ingester.ingest(
                 [
-                    SourceMessage(e.message.partition, e.message.offset, e.message.timestamp, e.message.value or b"")
+                    SourceMessage(
+                        e.message.partition, e.message.offset, round(e.message.timestamp * 1000), e.message.value
+                    )
                     for e in batch
                 ]
             )
@@ -252,6 +254,7 @@ def _lifecycle(audit: AuditApp) -> type[Service]:
 
     class Lifecycle(Service):
         async def on_start(self) -> None:
+            log.info("event decoder: %s", audit.ingester.decoder.name)
             await audit.responder.start(audit.client_options())
 
         async def on_stop(self) -> None:

@@ -1,12 +1,18 @@
 """The ingest step: a batch of event messages of one partition becomes ONE delta operation.
 
-The owner of events partition p decodes the messages it has not seen (the per-partition cursor
-starts right after the last source offset the replica applied), writes their delta to state
-partition p and their rejections to the dead-letter topic. It never applies the delta itself:
-every worker, this one included, applies it when it comes back from the changelog, so every
-replica applies the same records in the same order. The broker's append time of each message
-(the events topic uses LogAppendTime) is the clock for too_late / future_timestamp, so
-re-processing a message after a crash decides exactly as before and writes the same delta.
+The owner of events partition p decodes the messages it has not written yet (its cursor starts
+right after the last source offset the replica applied), writes their delta to state partition p
+and their rejections to the dead-letter topic. It never applies the delta itself: every worker,
+this one included, applies it when it comes back from the changelog, so every replica applies the
+same records in the same order. The broker's append time of each message (the events topic uses
+LogAppendTime) is the clock for too_late / future_timestamp, so re-processing a message after a
+crash decides exactly as before.
+
+A delta claims that its messages continue the partition from ``prev_offset`` with nothing left
+out, so the batch must be contiguous. Faust's delivery is not always (a rebalance can drop
+buffered messages while later ones still arrive): offsets missing between the cursor and a
+message are read directly from Kafka before the batch is decoded (``RangeReader``); what Kafka
+does not return there (transaction markers, deleted records) is truly not a message.
 """
 
 from __future__ import annotations
@@ -19,8 +25,10 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from pipeline.core.delta import Delta, delta_from_decoded, encode_delta
-from pipeline.core.events import DecodedBatch, EventDecoder, dead_letter_record
+from pipeline.app.range_reader import RangeReader
+from pipeline.core.decoding import BatchDecoder
+from pipeline.core.delta import CHAIN_START, encode_delta
+from pipeline.core.events import dead_letter_record
 from pipeline.core.replica import Replica
 from pipeline.settings import Settings
 
@@ -37,21 +45,22 @@ class SourceMessage(NamedTuple):
 
     partition: int
     offset: int
-    timestamp_s: float
-    value: bytes
+    timestamp_ms: int
+    value: bytes | None
 
 
 class Ingester:
     """Turns batches of source messages into delta operations and dead letters."""
 
-    def __init__(self, settings: Settings, replica: Callable[[], Replica], send: Send) -> None:
+    def __init__(self, settings: Settings, replica: Callable[[], Replica], send: Send, reader: RangeReader) -> None:
         self.settings = settings
         self._replica = replica
         self._send = send
-        self._decoder = EventDecoder(max_future_s=settings.max_future_s)
+        self._reader = reader
+        self.decoder = BatchDecoder(settings.monitors, settings.max_future_s, settings.decoder)
         self._cursor: dict[int, int] = {}  # events partition -> last source offset written
         self.stats = Counter[str]()
-        self.pending: set[Awaitable[Any]] = set()
+        self._pending: set[asyncio.Future[Any]] = set()
         #: Set when a write failed for good: the worker must stop rather than lose a delta.
         self.failure: BaseException | None = None
 
@@ -61,7 +70,7 @@ class Ingester:
             self._cursor.pop(partition, None)
 
     async def ingest(self, messages: Sequence[SourceMessage]) -> None:
-        """One delta per partition (capped at ``batch_max_events``) for ``messages``."""
+        """Deltas (about ``batch_max_events`` events each) for ``messages``, per partition."""
         by_partition: dict[int, list[SourceMessage]] = {}
         for message in messages:
             by_partition.setdefault(message.partition, []).append(message)
@@ -73,50 +82,83 @@ class Ingester:
         if cursor is None:
             cursor = self._replica().last_applied(partition)
             log.info(
-                "events partition %d: first message at offset %d, state applied up to %d",
+                "events partition %d: resuming after offset %d (delivered from %d)",
                 partition,
-                messages[0].offset,
                 cursor,
+                messages[0].offset,
             )
-        decoded, dead, ends = DecodedBatch(), [], []
-        prev = cursor
-        for message in messages:
-            if message.offset <= cursor:
-                self.stats["redelivered"] += 1
-                continue
-            oldest = min(m.oldest_kept_start(message.timestamp_s) for m in self.settings.monitors)
-            before = len(decoded.rejected)
-            self._decoder.decode(message.value, now_s=message.timestamp_s, oldest_kept_s=oldest, into=decoded)
-            for rejection in decoded.rejected[before:]:
-                letter = dead_letter_record(rejection, self.settings.events_topic, partition, message.offset)
-                dead.append(orjson.dumps(letter))
-            ends.append((message.offset, len(decoded.node), len(decoded.sessions)))
-            cursor = message.offset
-            if len(decoded.node) + len(decoded.sessions) >= self.settings.batch_max_events:
-                await self._write(delta_from_decoded(decoded, partition, ends, prev), dead)
-                decoded, dead, ends, prev = DecodedBatch(), [], [], cursor
-            await asyncio.sleep(0)  # queries may run between messages
-        if ends:
-            await self._write(delta_from_decoded(decoded, partition, ends, prev), dead)
-        self._cursor[partition] = cursor
+        fresh = [m for m in messages if m.offset > cursor]
+        self.stats["redelivered"] += len(messages) - len(fresh)
+        if not fresh:
+            return
+        fresh = await self._contiguous(partition, cursor, fresh)
+        for chunk in self._chunks(fresh):
+            await self._write(partition, cursor, chunk)
+            cursor = chunk[-1].offset
+            self._cursor[partition] = cursor
+            await asyncio.sleep(0)  # queries may run between deltas
 
-    async def _write(self, delta: Delta, dead: list[bytes]) -> None:
-        """Dead letters and the delta are queued in this order; Faust flushes before committing."""
-        for letter in dead:
-            self._track(await self._send(self.settings.deadletter_topic, None, letter, None))
-        self._track(await self._send(self.settings.state_topic, b"delta", encode_delta(delta), delta.partition))
+    async def _contiguous(self, partition: int, cursor: int, messages: list[SourceMessage]) -> list[SourceMessage]:
+        """``messages`` with every offset Faust skipped since ``cursor`` read back from Kafka."""
+        out: list[SourceMessage] = []
+        expected = 0 if cursor == CHAIN_START else cursor + 1
+        for message in messages:
+            if message.offset > expected:
+                topic = self.settings.events_topic
+                records = await self._reader.read(topic, partition, expected, message.offset)
+                if records:
+                    self.stats["refetched"] += len(records)
+                    log.warning(
+                        "events partition %d: offsets %d..%d were not delivered; read %d messages directly",
+                        partition,
+                        expected,
+                        message.offset - 1,
+                        len(records),
+                    )
+                out += [SourceMessage(partition, r.offset, r.timestamp, r.value) for r in records]
+            out.append(message)
+            expected = message.offset + 1
+        return out
+
+    def _chunks(self, messages: list[SourceMessage]) -> list[list[SourceMessage]]:
+        """Groups of whole messages of about ``batch_max_events`` events each (counted cheaply)."""
+        chunks: list[list[SourceMessage]] = [[]]
+        events = 0
+        for message in messages:
+            size = message.value.count(b'"event"') if message.value else 0
+            if chunks[-1] and events + size > self.settings.batch_max_events:
+                chunks.append([])
+                events = 0
+            chunks[-1].append(message)
+            events += size
+        return chunks
+
+    async def _write(self, partition: int, prev: int, messages: list[SourceMessage]) -> None:
+        """Dead letters, then the delta; Faust flushes the producer before committing offsets."""
+        delta, rejected = self.decoder.decode(
+            partition,
+            prev,
+            [m.value for m in messages],
+            [m.offset for m in messages],
+            [m.timestamp_ms for m in messages],
+        )
+        topic, deadletter_topic = self.settings.events_topic, self.settings.deadletter_topic
+        for offset, rejection in rejected:
+            letter = orjson.dumps(dead_letter_record(rejection, topic, partition, offset))
+            self._track(await self._send(deadletter_topic, None, letter, None))
+        self._track(await self._send(self.settings.state_topic, b"delta", encode_delta(delta), partition))
         self.stats["events"] += delta.event_count + len(delta.sessions)
-        self.stats["dead_letters"] += len(dead)
+        self.stats["dead_letters"] += len(rejected)
         self.stats["deltas"] += 1
 
     def _track(self, future: Awaitable[Any]) -> None:
         """Keep the send's future so a failed write stops the worker instead of losing a delta."""
         fut = asyncio.ensure_future(future)
-        self.pending.add(fut)
+        self._pending.add(fut)
         fut.add_done_callback(self._sent)
 
     def _sent(self, fut: asyncio.Future[Any]) -> None:
-        self.pending.discard(fut)
+        self._pending.discard(fut)
         if not fut.cancelled() and fut.exception() is not None:
             self.stats["send_failures"] += 1
             self.failure = self.failure or fut.exception()

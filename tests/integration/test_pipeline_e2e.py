@@ -76,7 +76,6 @@ def stop_all(workers: list[WorkerProcess]) -> None:
     for w in workers:
         w.stop()
         print(f"--- {w.name} log tail ---", *w.lines[-15:], sep="\n")
-        print("DEBUGALL", *[ln for ln in w.all_lines if "first message" in ln or "owning" in ln or "Revok" in ln or "stats" in ln or "rror" in ln or "xception" in ln or "WARN" in ln or "Traceback" in ln], sep="\nDBG ")
 
 
 async def publish_stream(settings: Settings, stream: Stream) -> None:

@@ -63,7 +63,6 @@ class WorkerProcess:
         self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
         self.name = name
         self.lines: list[str] = []
-        self.all_lines: list[str] = []
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> WorkerProcess:
@@ -84,7 +83,6 @@ class WorkerProcess:
         assert self.proc is not None and self.proc.stderr is not None
         for line in self.proc.stderr:
             self.lines.append(line.rstrip())
-            self.all_lines.append(line.rstrip())
 
     def log_has(self, text: str) -> bool:
         return any(text in line for line in self.lines)
