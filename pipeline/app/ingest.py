@@ -87,7 +87,13 @@ class Ingester:
                 cursor,
                 messages[0].offset,
             )
-        fresh = [m for m in messages if m.offset > cursor]
+        # Strictly increasing offsets only: Faust re-delivers after a rewind (a rejoin seeks back
+        # to the committed offset), possibly within one batch.
+        fresh, last = [], cursor
+        for message in messages:
+            if message.offset > last:
+                fresh.append(message)
+                last = message.offset
         self.stats["redelivered"] += len(messages) - len(fresh)
         if not fresh:
             return

@@ -27,6 +27,9 @@ from pipeline.settings import Settings
 
 __all__ = ["Responder"]
 
+#: Tries to deliver one reply before it is dead-lettered ``undeliverable_reply``.
+REPLY_ATTEMPTS = 4
+
 log = logging.getLogger(__name__)
 
 
@@ -60,8 +63,11 @@ class Responder:
         if self.producer is not None:
             await self.producer.stop()
 
-    def handle(self, partition: int, offset: int, raw: bytes | None) -> None:
-        """Answer one request; the reply (or dead letter) is sent in the background."""
+    def handle(self, partition: int, offset: int, raw: bytes | None) -> asyncio.Future[None]:
+        """Answer one request; the reply (or dead letter) is sent in the background.
+
+        The returned future is done once the reply (or dead letter) is on the broker: only then may
+        the request's offset be committed, so a crash never swallows a reply."""
         try:
             obj, reply_to = read_envelope(raw)
             if reply_to in self._internal:
@@ -70,8 +76,7 @@ class Responder:
                 )
         except Unroutable as exc:
             self.stats["unroutable"] += 1
-            self._background(self._dead_letter(Rejection(exc.reason, exc.detail, raw or b""), partition, offset))
-            return
+            return self._background(self._dead_letter(Rejection(exc.reason, exc.detail, raw or b""), partition, offset))
         request_id = obj.get("id")
         try:
             request = parse_request(obj, self.settings.monitors)
@@ -83,22 +88,39 @@ class Responder:
             self.stats[f"{obj.get('op')}:{exc.code}" if isinstance(obj.get("op"), str) else exc.code] += 1
         key = request_id.encode() if isinstance(request_id, str) else None
         self.stats["requests"] += 1
-        self._background(self._reply(reply_to, key, value, partition, offset, raw or b""))
+        return self._background(self._reply(reply_to, key, value, partition, offset, raw or b""))
 
-    def _background(self, coro: Any) -> None:
+    def _background(self, coro: Any) -> asyncio.Future[None]:
         task = asyncio.ensure_future(coro)
         self._replies.add(task)
         task.add_done_callback(self._replies.discard)
+        return task
 
     async def _reply(
         self, reply_to: str, key: bytes | None, value: bytes, partition: int, offset: int, raw: bytes
     ) -> None:
         assert self.producer is not None
+        for attempt in range(REPLY_ATTEMPTS):
+            try:
+                await self.producer.send_and_wait(reply_to, value, key=key)
+                return
+            except KafkaError as exc:
+                failure = exc
+                # A topic that does not exist will not appear by waiting; anything else (a broker
+                # restart, this process paused past its timeouts) is worth another try.
+                if not await self._topic_exists(reply_to):
+                    break
+                await asyncio.sleep(0.5 * 2**attempt)
+        detail = f"cannot deliver the reply to {reply_to!r}: {failure!r}"
+        await self._dead_letter(Rejection("undeliverable_reply", detail, raw), partition, offset)
+
+    async def _topic_exists(self, topic: str) -> bool:
+        assert self.producer is not None
         try:
-            await self.producer.send_and_wait(reply_to, value, key=key)
-        except KafkaError as exc:
-            detail = f"cannot deliver the reply to {reply_to!r}: {exc!r}"
-            await self._dead_letter(Rejection("undeliverable_reply", detail, raw), partition, offset)
+            metadata = await self.producer.client.fetch_all_metadata()
+        except KafkaError:
+            return True  # cannot tell: assume it does and try again
+        return topic in metadata.topics()
 
     async def _dead_letter(self, rejection: Rejection, partition: int, offset: int) -> None:
         assert self.producer is not None
