@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from pipeline.errors import InboundAuditError
-from pipeline.kafka.local_kafka import resolve_bootstrap
+from pipeline.kafka.reachability import require_reachable
 from pipeline.settings import Settings
 
 __all__ = ["register", "format_letter", "tail_deadletters"]
@@ -46,6 +46,7 @@ async def tail_deadletters(
     settings: Settings, bootstrap: str, *, last: int | None, follow: bool, emit: Callable[[str], object] = print
 ) -> int:
     """Emit dead letters (the last ``last`` per partition, or all when None); return how many."""
+    await require_reachable(bootstrap)
     # read_committed: a dead letter whose batch was rolled back (a crashed or fenced worker) is
     # not shown; the batch is re-read and its dead letters committed again.
     consumer = AIOKafkaConsumer(
@@ -78,7 +79,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     asyncio.run(
         tail_deadletters(
             settings,
-            resolve_bootstrap(settings),
+            settings.bootstrap,
             last=last,
             follow=args.follow,
             emit=lambda line: print(line, flush=True),

@@ -9,16 +9,13 @@ from typing import Any
 
 from pipeline.clients.client import DEFAULT_TIMEOUT_S, SyncAuditClient
 from pipeline.clients.lua_policy import LuaPolicyError, run_policy
-from pipeline.kafka.local_kafka import resolve_bootstrap
 from pipeline.settings import Settings
 
 __all__ = ["register"]
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    with SyncAuditClient(
-        settings, bootstrap=resolve_bootstrap(settings), cluster=args.cluster_default, timeout_s=args.timeout
-    ) as client:
+    with SyncAuditClient(settings, cluster=args.cluster_default, timeout_s=args.timeout) as client:
         try:
             outcome = run_policy(args.script, args.hook, args.ip, args.node, client, argument=args.arg)
         except LuaPolicyError as exc:

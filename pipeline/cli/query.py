@@ -17,7 +17,6 @@ from pipeline.clients.client import DEFAULT_TIMEOUT_S, AuditClient
 from pipeline.core.query import OPS
 from pipeline.core.windows import Monitor
 from pipeline.errors import AuditError
-from pipeline.kafka.local_kafka import resolve_bootstrap
 from pipeline.settings import Settings
 
 __all__ = ["register", "run_with_client", "show_ip_lines", "SHOW_IP_TYPES"]
@@ -38,7 +37,7 @@ def run_with_client(
     """Run ``work`` with a started client; an error reply becomes ``error <code>: <message>`` and exit 1."""
 
     async def main() -> T:
-        async with AuditClient(settings, bootstrap=resolve_bootstrap(settings), **client_args) as client:
+        async with AuditClient(settings, **client_args) as client:
             return await work(client)
 
     try:

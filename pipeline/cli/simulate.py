@@ -23,7 +23,6 @@ from typing import Any
 import orjson
 
 from pipeline.clients.publisher import EventPublisher
-from pipeline.kafka.local_kafka import resolve_bootstrap
 from pipeline.settings import Settings
 
 __all__ = ["Simulation", "TrafficModel", "simulate", "register"]
@@ -174,7 +173,6 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             rate=args.rate,
             duration=args.duration,
             seed=args.seed,
-            bootstrap=resolve_bootstrap(settings),
             progress=_progress_printer(total),
         )
     )

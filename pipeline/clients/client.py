@@ -23,6 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from pipeline.errors import AuditError, AuditTimeout, InboundAuditError
+from pipeline.kafka.reachability import require_reachable
 from pipeline.settings import Settings
 
 __all__ = [
@@ -116,6 +117,7 @@ class AuditClient:
 
     async def start(self) -> None:
         """Create the reply topic if needed and be positioned at its end before the first request."""
+        await require_reachable(self.bootstrap)
         try:
             await self._create_reply_topic()
             self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=0)

@@ -22,6 +22,7 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from pipeline.core.events import MAX_BATCH_EVENTS, MAX_MESSAGE_BYTES
 from pipeline.errors import InboundAuditError
+from pipeline.kafka.reachability import require_reachable
 from pipeline.settings import Settings
 
 __all__ = ["EventPublisher", "encode_batches"]
@@ -102,6 +103,7 @@ class EventPublisher:
 
     async def start(self) -> None:
         """Connect, then announce the node's (re)start: SPEC says its open sessions are gone."""
+        await require_reachable(self.bootstrap)
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap,
             linger_ms=0,
