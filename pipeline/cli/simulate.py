@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from pipeline.cli.arguments import positive
 from pipeline.clients.publisher import EventPublisher
 from pipeline.settings import Settings
 
@@ -187,16 +188,6 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        value = kind(text)
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
-        return value
-
-    return parse
-
-
 def register(subparsers: Any) -> None:
     """Add ``simulate`` to the ``inbound-audit`` CLI."""
     parser = subparsers.add_parser(
@@ -204,9 +195,9 @@ def register(subparsers: Any) -> None:
         help="publish realistic MTA traffic (benign plus a few abusive blocks) to try things out",
         description="Publish events from N simulated MTAs at a fixed rate, then print the abusive blocks used.",
     )
-    parser.add_argument("--nodes", type=_positive(int), default=3, help="how many MTA nodes (default 3)")
-    parser.add_argument("--rate", type=_positive(float), default=1000.0, metavar="EVENTS_PER_S", help="default 1000")
-    parser.add_argument("--duration", type=_positive(float), default=10.0, metavar="S", help="seconds (default 10)")
+    parser.add_argument("--nodes", type=positive(int), default=3, help="how many MTA nodes (default 3)")
+    parser.add_argument("--rate", type=positive(float), default=1000.0, metavar="EVENTS_PER_S", help="default 1000")
+    parser.add_argument("--duration", type=positive(float), default=10.0, metavar="S", help="seconds (default 10)")
     parser.add_argument("--seed", type=int, default=1, help="same seed, same events (default 1)")
     parser.add_argument("--record", type=Path, metavar="FILE", help="write every published event here (JSON lines)")
     parser.set_defaults(func=_run)
