@@ -120,7 +120,7 @@ def register(subparsers: Any) -> None:
     """Add ``deadletters`` to the ``inbound-audit`` CLI."""
     parser = subparsers.add_parser(
         "deadletters",
-        help="show rejected events and requests: 'offset reason detail' per line",
+        help="print the events and requests the pipeline refused",
         description="Show the last dead letters (or all with --from-beginning); --follow waits for more.",
     )
     start = parser.add_mutually_exclusive_group()

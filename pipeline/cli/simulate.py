@@ -192,7 +192,7 @@ def register(subparsers: Any) -> None:
     """Add ``simulate`` to the ``inbound-audit`` CLI."""
     parser = subparsers.add_parser(
         "simulate",
-        help="publish realistic MTA traffic (benign plus a few abusive blocks) to try things out",
+        help="publish realistic traffic from simulated MTAs",
         description="Publish events from N simulated MTAs at a fixed rate, then print the abusive blocks used.",
     )
     parser.add_argument("--nodes", type=positive(int), default=3, help="how many MTA nodes (default 3)")

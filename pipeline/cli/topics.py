@@ -29,7 +29,7 @@ def register(subparsers: Any) -> None:
     """Add the ``topics`` sub-command to the ``inbound-audit`` CLI."""
     parser = subparsers.add_parser(
         "topics",
-        help="create missing Kafka topics; report existing ones that differ (exit 1)",
+        help="create missing topics, report ones that differ",
         description=(
             "Create every topic of topics/topics.toml that is missing, with its partitions and configs. "
             "Existing topics are not changed; any difference is printed as MISMATCH and exits 1."
