@@ -13,7 +13,7 @@ import asyncio
 
 from pipeline.errors import KafkaUnreachable
 
-__all__ = ["DEFAULT_PROBE_TIMEOUT_S", "bootstrap_addresses", "probe", "reachable", "require_reachable"]
+__all__ = ["DEFAULT_PROBE_TIMEOUT_S", "bootstrap_addresses", "probe", "reachable", "require_reachable", "unreachable"]
 
 DEFAULT_PROBE_TIMEOUT_S = 3.0
 
@@ -54,7 +54,12 @@ async def reachable(bootstrap: str, timeout_s: float = DEFAULT_PROBE_TIMEOUT_S) 
     return any(results)
 
 
+def unreachable(bootstrap: str) -> KafkaUnreachable:
+    """The one line a user sees: the address and the fix."""
+    return KafkaUnreachable(f"Kafka is not reachable at {bootstrap} ({HINT})")
+
+
 async def require_reachable(bootstrap: str, timeout_s: float = DEFAULT_PROBE_TIMEOUT_S) -> None:
-    """Raise ``KafkaUnreachable`` (one line naming the address and the fix) unless Kafka answers."""
+    """Raise ``KafkaUnreachable`` unless Kafka answers."""
     if not await reachable(bootstrap, timeout_s):
-        raise KafkaUnreachable(f"Kafka is not reachable at {bootstrap} ({HINT})")
+        raise unreachable(bootstrap)
