@@ -97,7 +97,6 @@ class EventPublisher:
         self.sent_events = 0
         self.sent_messages = 0
         self.dropped_events = 0
-        self.reconnects = 0
         self._outage = OutageLog(log, f"publisher {node}", self.bootstrap)
         self._key = node.encode()
         self._buffer: list[bytes] = []
@@ -271,7 +270,6 @@ class EventPublisher:
         while True:
             await asyncio.sleep(self._backoff(attempt))
             attempt += 1
-            self.reconnects += 1
             if not await reachable(self.bootstrap):
                 continue
             try:
