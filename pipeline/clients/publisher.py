@@ -182,7 +182,8 @@ class EventPublisher:
     async def publish(self, event: dict[str, Any]) -> None:
         """Buffer one SPEC event (``node`` defaults to this publisher's); blocks while the buffer is full."""
         self._check()
-        encoded = orjson.dumps(event if "node" in event else {"node": self.node, **event})
+        # A copy: orjson's bytes keep its 4 KiB output buffer, 40 times what a buffered event needs.
+        encoded = bytes(memoryview(orjson.dumps(event if "node" in event else {"node": self.node, **event})))
         if len(encoded) + 2 > MAX_MESSAGE_BYTES:
             raise ValueError(f"event of {len(encoded)} bytes cannot fit a {MAX_MESSAGE_BYTES}-byte message")
         while self._pending >= self.max_pending:
