@@ -13,7 +13,7 @@ __all__ = ["positive", "ip_address"]
 N = TypeVar("N", int, float)
 
 
-def positive(kind: Callable[[str], N], maximum: N | None = None) -> Callable[[str], N]:
+def positive(kind: Callable[[str], N], maximum: float | None = None) -> Callable[[str], N]:
     """A number greater than 0 (and at most ``maximum``), parsed with ``kind``."""
 
     def parse(text: str) -> N:
