@@ -4,16 +4,14 @@ import asyncio
 
 from pipeline.clients.client import AuditClient, SyncAuditClient
 from pipeline.errors import AuditError
-from pipeline.kafka.local_kafka import resolve_bootstrap
 from pipeline.settings import load_settings
 
 settings = load_settings()
-bootstrap = resolve_bootstrap(settings)
 
 
 async def main() -> None:
     # The session's context: the connecting IP and this MTA's node name.
-    async with AuditClient(settings, ip="192.0.2.66", node="mta-1", bootstrap=bootstrap) as audit:
+    async with AuditClient(settings, ip="192.0.2.66", node="mta-1") as audit:
         print("this IP, this node, current minute:", await audit.connections("60,1"))
         print(
             "its /24, whole fleet, last 30 min:",
@@ -30,5 +28,5 @@ async def main() -> None:
 asyncio.run(main())
 
 # Synchronous code (a script, a Lua binding) uses the blocking twin; cluster=True by default here.
-with SyncAuditClient(settings, ip="2001:db8::25", cluster=True, bootstrap=bootstrap) as audit:
+with SyncAuditClient(settings, ip="2001:db8::25", cluster=True) as audit:
     print("IPv6 /64, whole fleet, current minute:", audit.connections("60,1", "/64"))

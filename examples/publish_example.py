@@ -3,14 +3,13 @@
 import asyncio
 
 from pipeline.clients.publisher import EventPublisher
-from pipeline.kafka.local_kafka import resolve_bootstrap
 from pipeline.settings import load_settings
 
 
 async def main() -> None:
     settings = load_settings()
     # Starting the publisher sends node_reset for mta-1: sessions left open by a crash are gone.
-    async with EventPublisher(settings, "mta-1", bootstrap=resolve_bootstrap(settings)) as events:
+    async with EventPublisher(settings, "mta-1") as events:
         await events.session_open("192.0.2.66")  # a client connects ...
         for _ in range(120):
             await events.connection("192.0.2.66")  # ... and keeps reconnecting

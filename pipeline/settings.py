@@ -35,6 +35,7 @@ class Settings:
     max_future_s: float = 300.0
     events_topic: str = "mta.events"
     requests_topic: str = "audit.requests"
+    reply_topic_prefix: str = "audit.replies"
     deadletter_topic: str = "audit.deadletter"
     windows_topic: str = "audit.windows"
     state_topic: str = "audit.state"
@@ -122,6 +123,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_future_s=_read(env, "INBOUND_AUDIT_MAX_FUTURE_S", _positive_float, d.max_future_s),
         events_topic=_read(env, "INBOUND_AUDIT_EVENTS_TOPIC", _topic_name, d.events_topic),
         requests_topic=_read(env, "INBOUND_AUDIT_REQUESTS_TOPIC", _topic_name, d.requests_topic),
+        reply_topic_prefix=_read(env, "INBOUND_AUDIT_REPLY_TOPIC_PREFIX", _topic_name, d.reply_topic_prefix),
         deadletter_topic=_read(env, "INBOUND_AUDIT_DEADLETTER_TOPIC", _topic_name, d.deadletter_topic),
         windows_topic=_read(env, "INBOUND_AUDIT_WINDOWS_TOPIC", _topic_name, d.windows_topic),
         state_topic=_read(env, "INBOUND_AUDIT_STATE_TOPIC", _topic_name, d.state_topic),

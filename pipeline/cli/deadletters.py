@@ -12,11 +12,12 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
+from pipeline.cli.arguments import positive
 from pipeline.errors import InboundAuditError
-from pipeline.kafka.local_kafka import resolve_bootstrap
+from pipeline.kafka.reachability import require_reachable
 from pipeline.settings import Settings
 
 __all__ = ["register", "format_letter", "tail_deadletters"]
@@ -42,10 +43,35 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicParti
     raise InboundAuditError(f"dead-letter topic {topic!r} does not exist; run 'inbound-audit topics'")
 
 
+async def _read_range(consumer: AIOKafkaConsumer, tp: TopicPartition, start: int, end: int) -> list[ConsumerRecord]:
+    """The committed records of ``tp`` between two offsets (transaction markers take offsets, too)."""
+    consumer.seek(tp, start)
+    records: list[ConsumerRecord] = []
+    while await consumer.position(tp) < end:
+        batches = await consumer.getmany(tp, timeout_ms=500)
+        records += [record for record in batches.get(tp, []) if record.offset < end]
+    return records
+
+
+async def _last_letters(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, first: int, end: int, last: int | None
+) -> list[ConsumerRecord]:
+    """The last ``last`` letters of one partition (all when None). Offsets also count transaction
+    markers and rolled-back letters, so the window widens until it holds enough letters."""
+    span = end - first if last is None else last
+    while True:
+        start = max(first, end - span)
+        records = await _read_range(consumer, tp, start, end)
+        if last is None or len(records) >= last or start == first:
+            return records if last is None else records[-last:]
+        span *= 2
+
+
 async def tail_deadletters(
     settings: Settings, bootstrap: str, *, last: int | None, follow: bool, emit: Callable[[str], object] = print
 ) -> int:
-    """Emit dead letters (the last ``last`` per partition, or all when None); return how many."""
+    """Emit the last ``last`` dead letters (all when None), oldest first; return how many."""
+    await require_reachable(bootstrap)
     # read_committed: a dead letter whose batch was rolled back (a crashed or fenced worker) is
     # not shown; the batch is re-read and its dead letters committed again.
     consumer = AIOKafkaConsumer(
@@ -57,12 +83,15 @@ async def tail_deadletters(
         consumer.assign(tps)
         starts = await consumer.beginning_offsets(tps)
         ends = await consumer.end_offsets(tps)
-        for tp in tps:
-            consumer.seek(tp, starts[tp] if last is None else max(starts[tp], ends[tp] - last))
-        shown = 0
-        while follow or [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            batches = await consumer.getmany(timeout_ms=500)
-            for records in batches.values():
+        letters = [record for tp in tps for record in await _last_letters(consumer, tp, starts[tp], ends[tp], last)]
+        letters.sort(key=lambda record: (record.timestamp, record.partition, record.offset))
+        if last is not None:
+            letters = letters[-last:]
+        for record in letters:
+            emit(format_letter(record.offset, record.value or b""))
+        shown = len(letters)
+        while follow:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
                 for record in records:
                     emit(format_letter(record.offset, record.value or b""))
                     shown += 1
@@ -78,7 +107,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     asyncio.run(
         tail_deadletters(
             settings,
-            resolve_bootstrap(settings),
+            settings.bootstrap,
             last=last,
             follow=args.follow,
             emit=lambda line: print(line, flush=True),
@@ -91,11 +120,13 @@ def register(subparsers: Any) -> None:
     """Add ``deadletters`` to the ``inbound-audit`` CLI."""
     parser = subparsers.add_parser(
         "deadletters",
-        help="show rejected events and requests: 'offset reason detail' per line",
+        help="print the events and requests the pipeline refused",
         description="Show the last dead letters (or all with --from-beginning); --follow waits for more.",
     )
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--from-beginning", action="store_true", help="every letter still retained")
-    start.add_argument("--last", type=int, default=20, metavar="N", help="how many recent letters (default 20)")
+    start.add_argument(
+        "--last", type=positive(int), default=20, metavar="N", help="how many recent letters (default 20)"
+    )
     parser.add_argument("-f", "--follow", action="store_true", help="keep printing new letters until Ctrl-C")
     parser.set_defaults(func=_run)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -22,10 +23,22 @@ __all__ = ["main"]
 COMMAND_MODULES: tuple[str, ...] = ("worker", "topics", "query", "simulate", "deadletters", "lua")
 
 
+class _CommandListFormatter(argparse.HelpFormatter):
+    """Keeps each command's description on the command's line in ``--help``: argparse measures
+    sub-command names without their own indent, so a long one (``deadletters``) wrapped."""
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001 - argparse has no public name
+            longest = max(map(len, action.choices), default=0)
+            self._action_max_length = max(self._action_max_length, longest + self._current_indent + 4)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="inbound-audit",
         description="Fleet-wide inbound traffic counters for MTAs over Apache Kafka.",
+        formatter_class=_CommandListFormatter,
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
@@ -35,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command != "worker":
+        # A one-shot command reports Kafka trouble in one line of its own (an exception, or the
+        # publisher's outage lines); aiokafka's per-retry errors would only bury it.
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         settings = load_settings()
         return int(args.func(args, settings) or 0)

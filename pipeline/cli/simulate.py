@@ -4,26 +4,30 @@ The simulated nodes are ``sim-1`` … ``sim-N``, so their start-up ``node_reset`
 real MTA's sessions. Most traffic comes from many benign IPv4 and IPv6 addresses; a few abusive IPv4 /24s and IPv6
 /64s come in bursts with many rejections; sessions open and close. The sequence of events is a
 function of ``--seed`` (timestamps are the wall clock), every published event can be recorded
-(``--record FILE``, JSON lines), and the abusive blocks are printed at the end for ``show-ip``.
+(``--record FILE``, JSON lines, written as they are published), and the abusive blocks are
+printed at the end for ``show-ip``. Events are generated as they are due and not kept, so memory
+does not grow with the run; a run is bounded (``MAX_NODES``, ``MAX_RATE``, ``MAX_EVENTS``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ipaddress
 import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from pipeline.cli.arguments import positive
 from pipeline.clients.publisher import EventPublisher
-from pipeline.kafka.local_kafka import resolve_bootstrap
+from pipeline.errors import InboundAuditError
 from pipeline.settings import Settings
 
 __all__ = ["Simulation", "TrafficModel", "simulate", "register"]
@@ -33,14 +37,34 @@ ABUSIVE_V4_BLOCKS = 3
 ABUSIVE_V6_BLOCKS = 2
 MAX_OPEN_SESSIONS_PER_NODE = 50
 
+#: Bounds of one run: each node is a publisher with a connection of its own, and a run should end.
+MAX_NODES = 100
+MAX_RATE = 100_000
+MAX_EVENTS = 10_000_000
+
 
 @dataclass
 class Simulation:
-    """What a run published, in order, and the abusive blocks it used."""
+    """How many events a run published (``node_reset`` included), and the abusive blocks it used."""
 
     abusive: list[str]
-    events: list[dict[str, Any]] = field(default_factory=list)
+    published: int = 0
     seconds: float = 0.0
+
+
+def planned_events(nodes: int, rate: float, duration: float) -> int:
+    """The events a run will publish (besides one ``node_reset`` per node), or why it may not run."""
+    if not 1 <= nodes <= MAX_NODES:
+        raise InboundAuditError(f"simulate: --nodes must be 1..{MAX_NODES}, got {nodes}")
+    if not 0 < rate <= MAX_RATE:
+        raise InboundAuditError(f"simulate: --rate must be more than 0 and at most {MAX_RATE:,}, got {rate:g}")
+    total = round(rate * duration)
+    if not 1 <= total <= MAX_EVENTS:
+        raise InboundAuditError(
+            f"simulate: --rate x --duration = {rate:g} x {duration:g} s = {total:,} events; "
+            f"a run publishes 1 to {MAX_EVENTS:,}"
+        )
+    return total
 
 
 class TrafficModel:
@@ -110,42 +134,46 @@ async def simulate(
     seed: int,
     bootstrap: str | None = None,
     progress: Callable[[int, float], None] | None = None,
+    record: Callable[[dict[str, Any]], None] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Simulation:
-    """Publish ``round(rate * duration)`` events paced at ``rate`` per second over ``nodes`` MTAs."""
+    """Publish ``round(rate * duration)`` events paced at ``rate`` per second over ``nodes`` MTAs,
+    handing each published event to ``record`` (if given) rather than keeping it."""
+    total = planned_events(nodes, rate, duration)
     model = TrafficModel(seed, nodes)
-    total = round(rate * duration)
     result = Simulation(abusive=model.abusive)
     publishers = {
         node: EventPublisher(settings, node, bootstrap=bootstrap, clock=clock, reset_on_start=False)
         for node in model.nodes
     }
-    for node, publisher in publishers.items():
-        await publisher.start()
-        reset = {"node": node, "ts": clock(), "ip": "0.0.0.0", "event": "node_reset"}
-        await publisher.publish(reset)
-        result.events.append(reset)
+
+    async def publish(event: dict[str, Any]) -> None:
+        await publishers[event["node"]].publish(event)
+        result.published += 1
+        if record is not None:
+            record(event)
+
+    started = time.monotonic()
     try:
-        started = time.monotonic()
-        reported = started
-        while len(result.events) - nodes < total:
-            elapsed = time.monotonic() - started
-            due = min(total, int(rate * elapsed) + 1)
+        for node, publisher in publishers.items():
+            await publisher.start()
+            await publish({"node": node, "ts": clock(), "ip": "0.0.0.0", "event": "node_reset"})
+        started = reported = time.monotonic()
+        while result.published - nodes < total:
+            due = min(total, int(rate * (time.monotonic() - started)) + 1)
             model.tick()
-            while len(result.events) - nodes < due:
-                event = model.event(clock())
-                await publishers[event["node"]].publish(event)
-                result.events.append(event)
+            while result.published - nodes < due:
+                await publish(model.event(clock()))
             if progress is not None and time.monotonic() - reported >= 1.0:
                 reported = time.monotonic()
-                progress(len(result.events) - nodes, reported - started)
+                progress(result.published - nodes, reported - started)
             await asyncio.sleep(TICK_S)
     finally:
         for publisher in publishers.values():
             await publisher.close()
     result.seconds = time.monotonic() - started
     if progress is not None:
-        progress(len(result.events) - nodes, result.seconds)
+        progress(result.published - nodes, result.seconds)
     return result
 
 
@@ -165,23 +193,36 @@ def _progress_printer(total: int) -> Callable[[int, float], None]:
     return show
 
 
+def _recorder(stack: contextlib.ExitStack, path: Path) -> Callable[[dict[str, Any]], None]:
+    """Writes each event to ``path`` as a JSON line as it is published (closed with ``stack``)."""
+    try:
+        out = stack.enter_context(path.open("wb"))
+    except OSError as exc:
+        raise InboundAuditError(f"simulate: cannot write --record {path}: {exc.strerror}") from None
+
+    def record(event: dict[str, Any]) -> None:
+        out.write(orjson.dumps(event) + b"\n")
+
+    return record
+
+
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    total = round(args.rate * args.duration)
-    result = asyncio.run(
-        simulate(
-            settings,
-            nodes=args.nodes,
-            rate=args.rate,
-            duration=args.duration,
-            seed=args.seed,
-            bootstrap=resolve_bootstrap(settings),
-            progress=_progress_printer(total),
+    total = planned_events(args.nodes, args.rate, args.duration)
+    with contextlib.ExitStack() as stack:
+        record = None if args.record is None else _recorder(stack, args.record)
+        result = asyncio.run(
+            simulate(
+                settings,
+                nodes=args.nodes,
+                rate=args.rate,
+                duration=args.duration,
+                seed=args.seed,
+                progress=_progress_printer(total),
+                record=record,
+            )
         )
-    )
     if sys.stdout.isatty():
         print()
-    if args.record is not None:
-        args.record.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in result.events))
     print(f"done: {total} events from {args.nodes} nodes in {result.seconds:.1f} s")
     for block in result.abusive:
         print(f"abusive {block}")
@@ -189,26 +230,32 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        value = kind(text)
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
-        return value
-
-    return parse
-
-
 def register(subparsers: Any) -> None:
     """Add ``simulate`` to the ``inbound-audit`` CLI."""
     parser = subparsers.add_parser(
         "simulate",
-        help="publish realistic MTA traffic (benign plus a few abusive blocks) to try things out",
+        help="publish realistic traffic from simulated MTAs",
         description="Publish events from N simulated MTAs at a fixed rate, then print the abusive blocks used.",
     )
-    parser.add_argument("--nodes", type=_positive(int), default=3, help="how many MTA nodes (default 3)")
-    parser.add_argument("--rate", type=_positive(float), default=1000.0, metavar="EVENTS_PER_S", help="default 1000")
-    parser.add_argument("--duration", type=_positive(float), default=10.0, metavar="S", help="seconds (default 10)")
+    parser.add_argument(
+        "--nodes", type=positive(int, MAX_NODES), default=3, help=f"how many MTA nodes, 1..{MAX_NODES} (default 3)"
+    )
+    parser.add_argument(
+        "--rate",
+        type=positive(float, MAX_RATE),
+        default=1000.0,
+        metavar="EVENTS_PER_S",
+        help=f"events per second, at most {MAX_RATE:,} (default 1000)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=positive(float),
+        default=10.0,
+        metavar="S",
+        help=f"seconds (default 10); rate x duration at most {MAX_EVENTS:,} events",
+    )
     parser.add_argument("--seed", type=int, default=1, help="same seed, same events (default 1)")
-    parser.add_argument("--record", type=Path, metavar="FILE", help="write every published event here (JSON lines)")
+    parser.add_argument(
+        "--record", type=Path, metavar="FILE", help="write every published event here as it goes (JSON lines)"
+    )
     parser.set_defaults(func=_run)

@@ -21,7 +21,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "worker",
-        help="run a pipeline worker (starts the local Kafka when KAFKA_BOOTSTRAP_SERVERS is unset)",
+        help="run a worker (the only command that starts Kafka)",
+        description=(
+            "Serve until SIGINT/SIGTERM: count events, answer queries. Without KAFKA_BOOTSTRAP_SERVERS it "
+            "starts the bundled local Kafka first (no other command does)."
+        ),
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.set_defaults(func=_run)

@@ -1,16 +1,17 @@
 """Ask the pipeline questions the way a Momentum policy asks ``msys.audit``: over the bus.
 
-A client owns one producer, one private reply topic and one non-group consumer on it; any number
-of concurrent queries share them and are matched to their replies by request ``id``. The
-connecting ``ip``, the ``node`` and the reference time ``at`` are the client's *context* (what a
-policy script has implicitly in Momentum) and can be overridden per call.
+A client owns one producer, one reply topic (see ``reply_topics``: its own, deleted on close, or
+the process's shared one) and one non-group consumer on it; any number of concurrent queries share
+them and are matched to their replies by request ``id``. The connecting ``ip``, the ``node`` and
+the reference time ``at`` are the client's *context* (what a policy script has implicitly in
+Momentum) and can be overridden per call. While Kafka is unreachable, queries fail at once with
+``KafkaUnreachable`` (after one WARNING) instead of each waiting out its timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
+import logging
 import threading
 import uuid
 from collections.abc import Coroutine, Mapping
@@ -19,10 +20,17 @@ from typing import Any, TypeVar
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError
 
+from pipeline.clients.reply_topics import (
+    create_reply_topic,
+    delete_reply_topic,
+    private_reply_topic,
+    process_reply_topic,
+)
 from pipeline.errors import AuditError, AuditTimeout, InboundAuditError
+from pipeline.kafka.outage_log import OutageLog, install_log_gate
+from pipeline.kafka.reachability import reachable, require_reachable, unreachable
 from pipeline.settings import Settings
 
 __all__ = [
@@ -42,6 +50,8 @@ Options = Mapping[str, Any] | str | None
 OPTION_KEYS: tuple[str, ...] = ("startv", "endv", "cidr", "cluster")
 
 DEFAULT_TIMEOUT_S = 10.0
+
+log = logging.getLogger(__name__)
 
 
 def build_request(
@@ -73,14 +83,12 @@ def build_request(
     return request
 
 
-def _default_reply_topic() -> str:
-    """Unique per client so replies never mix: ``audit.replies.<host>-<pid>-<random>``."""
-    host = "".join(c if c.isalnum() or c in "._-" else "-" for c in socket.gethostname()) or "host"
-    return f"audit.replies.{host[:100]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-
-
 class AuditClient:
-    """Async client; use ``async with AuditClient(settings, ip=..., node=...) as audit:``."""
+    """Async client; use ``async with AuditClient(settings, ip=..., node=...) as audit:``.
+
+    ``reply_topic`` names the topic replies come back on (created if missing, and then deleted on
+    close); ``shared_reply_topic=True`` uses the process's one shared reply topic instead.
+    """
 
     def __init__(
         self,
@@ -92,16 +100,22 @@ class AuditClient:
         cluster: bool = False,
         bootstrap: str | None = None,
         reply_topic: str | None = None,
+        shared_reply_topic: bool = False,
         timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
+        if reply_topic is not None and shared_reply_topic:
+            raise ValueError("pass reply_topic or shared_reply_topic, not both")
         self.settings = settings
         self.ip = ip
         self.node = node
         self.at = at
         self.cluster = cluster
         self.bootstrap = bootstrap or settings.bootstrap
-        self.reply_topic = reply_topic or _default_reply_topic()
+        self.reply_topic = reply_topic or private_reply_topic(settings)
+        self.shared_reply_topic = shared_reply_topic
         self.timeout_s = timeout_s
+        self._owns_reply_topic = False
+        self._outage = OutageLog(log, "audit client", self.bootstrap)
         self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -116,8 +130,15 @@ class AuditClient:
 
     async def start(self) -> None:
         """Create the reply topic if needed and be positioned at its end before the first request."""
+        install_log_gate()
+        await require_reachable(self.bootstrap)
         try:
-            await self._create_reply_topic()
+            if self.shared_reply_topic:
+                self.reply_topic = await process_reply_topic(self.settings, self.bootstrap)
+            else:
+                self._owns_reply_topic = await create_reply_topic(
+                    self.bootstrap, self.reply_topic, self.settings.replication_factor
+                )
             self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=0)
             self._consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.bootstrap, fetch_max_wait_ms=10, enable_auto_commit=False
@@ -134,7 +155,8 @@ class AuditClient:
         self._reader = asyncio.create_task(self._read_replies(), name="audit-client-replies")
 
     async def close(self) -> None:
-        """Stop reading and fail any query still waiting, so no caller hangs on a closed client."""
+        """Stop reading, fail any query still waiting (no caller hangs on a closed client), and
+        delete the reply topic if this client created it."""
         if self._reader is not None:
             self._reader.cancel()
             await asyncio.gather(self._reader, return_exceptions=True)
@@ -147,21 +169,9 @@ class AuditClient:
             if part is not None:
                 await part.stop()
         self._consumer = self._producer = None
-
-    async def _create_reply_topic(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="inbound-audit-client")
-        await admin.start()
-        try:
-            if self.reply_topic in await admin.list_topics():
-                return
-            response = await admin.create_topics([NewTopic(self.reply_topic, 1, self.settings.replication_factor)])
-            for entry in response.to_object()["topic_errors"]:
-                if entry["error_code"] and entry["error_code"] != TopicAlreadyExistsError.errno:
-                    raise InboundAuditError(
-                        f"cannot create reply topic {self.reply_topic}: {entry.get('error_message') or entry}"
-                    )
-        finally:
-            await admin.close()
+        if self._owns_reply_topic:
+            self._owns_reply_topic = False
+            await delete_reply_topic(self.bootstrap, self.reply_topic)
 
     async def _read_replies(self) -> None:
         assert self._consumer is not None
@@ -197,6 +207,8 @@ class AuditClient:
         """Any SPEC op; the named methods below are what policies call."""
         if self._producer is None:
             raise InboundAuditError("audit client is not started (use 'async with' or start())")
+        if self._outage.down and not await reachable(self.bootstrap):
+            raise unreachable(self.bootstrap)
         request = build_request(
             op,
             monitor,
@@ -215,8 +227,10 @@ class AuditClient:
         try:
             reply = await asyncio.wait_for(self._exchange(request, waiter), timeout)
         except KafkaError as exc:
+            await self._check_outage(exc)
             raise InboundAuditError(f"cannot send {op} request to Kafka at {self.bootstrap}: {exc!r}") from exc
         except TimeoutError:
+            await self._check_outage(f"no reply within {timeout:g} s")
             raise AuditTimeout(
                 f"no reply to {op} request {request_id} within {timeout:g}s on topic "
                 f"{self.settings.requests_topic!r} at {self.bootstrap}: is an inbound-audit worker running?"
@@ -228,12 +242,19 @@ class AuditClient:
         error = reply.get("error") or {}
         raise AuditError(str(error.get("code", "unknown")), str(error.get("message", reply)))
 
+    async def _check_outage(self, failure: object) -> None:
+        """After a failed query: if Kafka itself is gone, say so once and raise ``KafkaUnreachable``."""
+        if not await reachable(self.bootstrap):
+            self._outage.went_down(failure)
+            raise unreachable(self.bootstrap)
+
     async def _exchange(self, request: dict[str, Any], waiter: asyncio.Future[dict[str, Any]]) -> dict[str, Any]:
         """Send and await the reply as one step, so one timeout bounds a dead broker too."""
         assert self._producer is not None
         await self._producer.send_and_wait(
             self.settings.requests_topic, orjson.dumps(request), key=request["id"].encode()
         )
+        self._outage.came_back()
         return await waiter
 
     async def connections(self, monitor: str, options: Options = None, **context: Any) -> int:

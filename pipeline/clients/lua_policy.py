@@ -23,6 +23,7 @@ until one returns something other than VALIDATE_CONT, with Momentum's documented
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ import lupa
 from pipeline.clients.client import SyncAuditClient
 from pipeline.errors import AuditError, InboundAuditError
 
-__all__ = ["CONSTANTS", "HOOK_ARGS", "LuaPolicyError", "PolicyOutcome", "run_policy"]
+__all__ = ["CONSTANTS", "HOOK_ARGS", "LuaPolicyError", "PolicyTimeout", "PolicyOutcome", "run_policy"]
 
 CONSTANTS: dict[str, int] = {
     "VALIDATE_CONT": 0,
@@ -56,7 +57,19 @@ MSYS_MODULES = ("msys.core", "msys.audit", "msys.extended.message", "msys.extend
 
 #: Builds ``msys`` from the Python callables, and the per-session stand-ins.
 PRELUDE = """
-local call, constants, register, modules = ...
+local call, constants, register, modules, left, spent = ...
+-- The overall timeout: a script busy in Lua (a loop) is stopped too, not only one waiting for a
+-- reply, and pcall/xpcall cannot swallow the timeout error once the time is spent.
+if left then
+  debug.sethook(function() left() end, "", 10000)
+  local function rethrow(ok, ...)
+    if not ok and spent() then left() end
+    return ok, ...
+  end
+  local raw_pcall, raw_xpcall = pcall, xpcall
+  pcall = function(f, ...) return rethrow(raw_pcall(f, ...)) end
+  xpcall = function(f, handler, ...) return rethrow(raw_xpcall(f, handler, ...)) end
+end
 msys = msys or {}
 msys.core = {}
 for name, value in pairs(constants) do msys.core[name] = value end
@@ -112,6 +125,27 @@ class LuaPolicyError(InboundAuditError):
     """The script failed to load or raised a Lua error (including an audit error reply)."""
 
 
+class PolicyTimeout(LuaPolicyError):
+    """The policy did not decide within its overall timeout."""
+
+
+class _Deadline:
+    """The time left of a policy run; raises ``PolicyTimeout`` once it is spent."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.end = time.monotonic() + timeout_s
+
+    def spent(self) -> bool:
+        return time.monotonic() >= self.end
+
+    def left(self) -> float:
+        left = self.end - time.monotonic()
+        if left <= 0:
+            raise PolicyTimeout(f"the policy did not finish within {self.timeout_s:g} s")
+        return left
+
+
 @dataclass(frozen=True)
 class PolicyOutcome:
     """What the hook decided: its return value and any code it set with ``vctx:set_code``."""
@@ -157,17 +191,26 @@ def run_policy(
     client: SyncAuditClient,
     *,
     argument: str = "",
+    timeout_s: float | None = None,
 ) -> PolicyOutcome:
-    """Load the script, then call ``hook`` for one session from ``ip`` on ``node``."""
+    """Load the script, then call ``hook`` for one session from ``ip`` on ``node``.
+
+    ``timeout_s`` bounds the whole run: each query waits at most for the time left, and a script
+    still running Lua code when it is spent is stopped (``PolicyTimeout``).
+    """
     lua = lupa.LuaRuntime(unpack_returned_tuples=True, register_eval=False)
     modules: list[tuple[str, Any]] = []
+    deadline = None if timeout_s is None else _Deadline(timeout_s)
 
     def call(op: str, monitor: Any, options: Any, service: Any = None) -> tuple[bool, Any]:
+        context: dict[str, Any] = {"ip": ip, "node": node}
+        if deadline is not None:
+            context["timeout_s"] = deadline.left()
         try:
             if op == "inbound_session_count":
-                value = client.inbound_session_count(options, service or "SMTP", ip=ip, node=node)
+                value = client.inbound_session_count(options, service or "SMTP", **context)
             else:
-                value = client.query(op, monitor, _options(options), ip=ip, node=node)
+                value = client.query(op, monitor, _options(options), **context)
         except AuditError as exc:
             return False, exc.message
         return True, value
@@ -180,6 +223,7 @@ def run_policy(
             lua.table_from(CONSTANTS),
             lambda name, module: modules.append((name, module)),
             lua.table_from(MSYS_MODULES),
+            *(() if deadline is None else (deadline.left, deadline.spent)),
         )
         chunk = lua.globals().load(path.read_text(), f"@{path.name}")
         if isinstance(chunk, tuple):

@@ -7,6 +7,7 @@ and raises ``AuditError`` with the first applicable SPEC code; ``answer`` comput
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -58,11 +59,54 @@ class Request:
     service: str
 
 
+#: orjson keeps integers from -2**63 to 2**64-1 exact, reads larger ones as floats and refuses
+#: those beyond a double ("number is infinity when parsed as double").
+_ORJSON_INT_RANGE = (-(2**63), 2**64 - 1)
+_ORJSON_NUMBER_OVERFLOW = "when parsed as double"
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _check_strings(value: Any) -> None:
+    """Refuse lone surrogates as orjson does (a reply could not echo them); raises ValueError."""
+    if isinstance(value, str):
+        value.encode()
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_strings(key)
+            _check_strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_strings(item)
+
+
+def _loads_exact(raw: bytes) -> Any:
+    """The request as orjson reads it, except that integers beyond 64 bits stay integers.
+
+    orjson turns them into floats or refuses them, so ``endv = 2**70`` would be judged "not an
+    integer"; only then is the request re-read, as strictly, by the stdlib parser. Raises ValueError.
+    """
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if _ORJSON_NUMBER_OVERFLOW not in str(exc):
+            raise
+    else:
+        low, high = _ORJSON_INT_RANGE
+        if not isinstance(obj, dict) or all(type(v) is not float or low <= v <= high for v in obj.values()):
+            return obj
+    exact = json.loads(raw, parse_constant=_reject_constant)
+    _check_strings(exact)
+    return exact
+
+
 def read_envelope(raw: bytes | None) -> tuple[dict[str, Any], str]:
     """The request object and its ``reply_to``, or ``Unroutable``."""
     try:
-        obj = orjson.loads(raw or b"")
-    except orjson.JSONDecodeError as exc:
+        obj = _loads_exact(raw or b"")
+    except ValueError as exc:
         raise Unroutable("invalid_json", f"request is not JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise Unroutable("not_an_object", f"request is a JSON {type(obj).__name__}, not an object")
@@ -72,8 +116,8 @@ def read_envelope(raw: bytes | None) -> tuple[dict[str, Any], str]:
     return obj, reply_to
 
 
+#: Optional fields and their types (``op`` and ``id`` are required and checked first); null means absent.
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
-    "op": (str,),
     "monitor": (str,),
     "cidr": (str,),
     "ip": (str,),
@@ -91,8 +135,8 @@ def _check_types(obj: dict[str, Any]) -> None:
     request_id = obj.get("id")
     if not isinstance(request_id, str) or not 1 <= len(request_id) <= 128:
         raise _invalid(f"'id' must be a string of 1-128 characters, got {request_id!r}")
-    if "op" not in obj:
-        raise _invalid("missing field 'op'")
+    if not isinstance(obj.get("op"), str):
+        raise _invalid(f"field 'op' must be a string, got {obj.get('op')!r}" if "op" in obj else "missing field 'op'")
     for name, types in _FIELD_TYPES.items():
         if name in obj and obj[name] is not None and type(obj[name]) not in types:
             raise _invalid(f"field {name!r} must be a {types[0].__name__}, got {obj[name]!r}")
@@ -101,8 +145,16 @@ def _check_types(obj: dict[str, Any]) -> None:
         if value is not None and type(value) is not int:
             raise _invalid(f"field {name!r} must be an integer, got {value!r}")
     at = obj.get("at")
-    if at is not None and (type(at) not in (int, float) or not math.isfinite(at)):
+    if at is not None and (type(at) not in (int, float) or not _finite(at)):
         raise _invalid(f"field 'at' must be a finite number of Unix seconds, got {at!r}")
+
+
+def _finite(number: float) -> bool:
+    """``math.isfinite`` that says no, rather than raising, for an integer beyond a double's range."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False
 
 
 def _resolve_monitor(text: str, monitors: tuple[Monitor, ...]) -> Monitor:

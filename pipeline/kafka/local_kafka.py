@@ -59,5 +59,10 @@ def local_kafka_running(settings: Settings) -> bool:
 
 
 def resolve_bootstrap(settings: Settings) -> str:
-    """The configured cluster, or the bundled local broker (started on demand), for every command."""
+    """The worker's bootstrap: the configured cluster, or the bundled local broker, started on demand.
+
+    Only ``inbound-audit worker`` (and so ``make run``) calls this. Every other command and client
+    connects to ``settings.bootstrap`` and fails fast when nothing answers there
+    (``reachability.require_reachable``): a query must never restart a broker its user just stopped.
+    """
     return ensure_local_kafka(settings) if settings.uses_local_kafka else settings.bootstrap

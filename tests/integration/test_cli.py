@@ -104,7 +104,46 @@ async def test_query_prints_the_value_or_the_error(simulated: Any) -> None:
     assert failed.returncode == 1 and failed.stdout == ""
     assert failed.stderr == "error unknown_monitor: monitor '120,5' is not configured; configured: 3600,2 86400,2\n"
     missing = await asyncio.to_thread(run_cli, running.env, "query", "connections", "--monitor", "3600,2")
-    assert missing.returncode == 1 and missing.stderr.startswith("error missing_node: ")
+    assert missing.returncode == 1 and missing.stderr.startswith("error missing_ip: ")  # fleet scope: no node needed
+
+
+@pytest.mark.parametrize("scope", [[], ["--node", "sim-2"]], ids=["default", "node"])
+async def test_query_and_show_ip_share_the_default_scope(simulated: Any, scope: list[str]) -> None:
+    """The same block and flags give the same count from both commands, and the default is the fleet."""
+    running, stream, stdout = simulated
+    block = next(line.split()[1] for line in stdout.splitlines() if line.startswith("abusive ") and "/24" in line)
+    node = scope[1] if scope else None
+    before = time.time()
+    queried = await asyncio.to_thread(
+        run_cli, running.env, "query", "connections", "--monitor", "3600,2", "--cidr", block, *scope
+    )
+    shown = await asyncio.to_thread(run_cli, running.env, "show-ip", block, *scope)
+    want = {
+        expected(stream, "connections", "3600,2", block, ip=None, node=node, now=now, cluster=node is None)
+        for now in (before, time.time())
+    }
+    assert queried.returncode == 0 and shown.returncode == 0, (queried.stderr, shown.stderr)
+    assert f"Connections 3600/0: {queried.stdout.strip()}" in shown.stdout.splitlines()
+    assert int(queried.stdout) in want and int(queried.stdout) > 0
+
+
+async def test_show_ip_compact_and_json_equal_the_oracle(simulated: Any) -> None:
+    running, stream, stdout = simulated
+    block = next(line.split()[1] for line in stdout.splitlines() if line.startswith("abusive ") and "/24" in line)
+    before = time.time()
+    compact = await asyncio.to_thread(run_cli, running.env, "show-ip", block, "--compact")
+    as_json = await asyncio.to_thread(run_cli, running.env, "show-ip", block, "--json", "--node", "sim-1")
+    full = [show_ip_expected(stream, block, None, now) for now in (before, time.time())]
+    assert compact.returncode == 0 and compact.stdout.splitlines() in [
+        [line for line in lines if not line.endswith(": 0")] for lines in full
+    ]
+    assert 0 < len(compact.stdout.splitlines()) < len(full[0])
+    got = orjson.loads(as_json.stdout)
+    assert (got["cidr"], got["node"]) == (block, "sim-1")
+    lines = [f"{w['type'].capitalize()} {w['size']}/{w['offset']}: {w['value']}" for w in got["windows"]]
+    assert lines in [show_ip_expected(stream, block, "sim-1", now) for now in (before, time.time())]
+    nothing = await asyncio.to_thread(run_cli, running.env, "show-ip", "192.0.2.0/24", "--compact")
+    assert nothing.stdout == "no traffic from 192.0.2.0/24 in any window\n"
 
 
 async def dead_letter_lines(running: Running, *args: str, want: str) -> list[str]:

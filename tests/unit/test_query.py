@@ -36,6 +36,13 @@ DROP = object()
         ({"id": "x" * 129}, "invalid_request"),
         ({"op": DROP}, "invalid_request"),
         ({"op": 3}, "invalid_request"),
+        ({"op": None}, "invalid_request"),
+        ({"op": ["connections"]}, "invalid_request"),
+        ({"op": True}, "invalid_request"),
+        ({"endv": True}, "invalid_request"),
+        ({"endv": 2**70}, "window_out_of_range"),
+        ({"startv": -(2**70)}, "invalid_range"),
+        ({"startv": 2**70, "endv": 2**70}, "window_out_of_range"),
         ({"monitor": DROP}, "invalid_request"),
         ({"startv": 1.5}, "invalid_request"),
         ({"startv": True}, "invalid_request"),
@@ -129,3 +136,49 @@ def test_answers_on_empty_state_and_reply_shapes() -> None:
         "ok": False,
         "error": {"code": "missing_ip", "message": "m"},
     }
+
+
+def parsed(raw: bytes) -> str:
+    """The code ``read_envelope`` + ``parse_request`` give a raw request (the worker's path)."""
+    obj, _ = read_envelope(raw)
+    with pytest.raises(AuditError) as caught:
+        parse_request(obj, MONITORS)
+    return caught.value.code
+
+
+@pytest.mark.parametrize(
+    ("fields", "code", "in_message"),
+    [
+        (b'"endv": 1180591620717411303424', "window_out_of_range", "endv=1180591620717411303424"),
+        (b'"startv": -1180591620717411303424', "invalid_range", "startv=-1180591620717411303424"),
+        (b'"endv": 18446744073709551616', "window_out_of_range", "endv=18446744073709551616"),
+        (b'"endv": 1e21', "invalid_request", "must be an integer"),
+        (b'"endv": 2.0', "invalid_request", "must be an integer"),
+        (b'"endv": true', "invalid_request", "must be an integer"),
+        (b'"op": null, "endv": 1180591620717411303424', "invalid_request", "'op' must be a string"),
+        (b'"op": 7', "invalid_request", "'op' must be a string"),
+    ],
+)
+def test_raw_integers_of_any_size_are_integers(fields: bytes, code: str, in_message: str) -> None:
+    """orjson reads integers beyond 64 bits as floats; the envelope must still judge them as integers."""
+    without_op = orjson.dumps({k: v for k, v in BASE.items() if k != "op"})
+    op = b"" if b'"op"' in fields else b'"op": "connections", '
+    obj, _ = read_envelope(without_op[:-1] + b", " + op + fields + b"}")
+    with pytest.raises(AuditError) as caught:
+        parse_request(obj, MONITORS)
+    assert (caught.value.code, in_message in caught.value.message) == (code, True), caught.value.message
+
+
+def test_integers_beyond_a_double_are_read_and_judged() -> None:
+    """orjson refuses these literals outright; they are valid JSON, so the request is still answered."""
+    huge = str(10**400).encode()
+    assert parsed(orjson.dumps(BASE)[:-1] + b', "at": ' + huge + b"}") == "invalid_request"
+    assert parsed(orjson.dumps(BASE)[:-1] + b', "endv": ' + huge + b"}") == "window_out_of_range"
+
+
+@pytest.mark.parametrize("extra", [b'"x": NaN', b'"x": "\\ud800"', b'"x": Infinity'])
+def test_the_exact_reread_is_as_strict_as_orjson(extra: bytes) -> None:
+    raw = orjson.dumps(BASE)[:-1] + b', "endv": ' + str(10**400).encode() + b", " + extra + b"}"
+    with pytest.raises(Unroutable) as caught:
+        read_envelope(raw)
+    assert caught.value.reason == "invalid_json"

@@ -1,0 +1,139 @@
+"""A broker outage, for real: a private broker is stopped under a publisher and a client and
+started again. The publisher keeps every event, backs off exponentially and says one line when
+Kafka goes and one when it is back; the client fails fast meanwhile; aiokafka's retry errors do not
+reach the log; ``close(timeout_s)`` returns in time during the outage."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from harness import read_topic
+
+import pipeline.clients.publisher as publisher_module
+from pipeline.clients.client import AuditClient
+from pipeline.clients.publisher import EventPublisher
+from pipeline.errors import AuditTimeout, KafkaUnreachable
+from pipeline.kafka.local_kafka import ensure_local_kafka, stop_local_kafka
+from pipeline.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+OUTAGE_PORT = 19292  # neither the session broker's 19092/19093 nor test_local_kafka's 19192
+OUTAGE_S = 12.0
+
+
+@pytest.fixture
+def private_broker(tmp_path: Path, kafka_home: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    home = tmp_path / "home"
+    home.mkdir()
+    for cached in kafka_home.glob("kafka-*"):
+        (home / cached.name).symlink_to(cached)
+    monkeypatch.delenv("INBOUND_AUDIT_KAFKA_CONTROLLER_PORT", raising=False)
+    return Settings(local_kafka_port=OUTAGE_PORT, home_dir=home)
+
+
+def events(node: str, first: int, count: int) -> list[dict[str, object]]:
+    return [
+        {"node": node, "ts": time.time(), "ip": f"198.51.100.{i % 250}", "event": "connection", "n": i + 1}
+        for i in range(first, first + count)
+    ]
+
+
+def lines_of(caplog: pytest.LogCaptureFixture, logger: str, text: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == logger and text in r.getMessage()]
+
+
+async def test_publisher_and_client_ride_out_a_broker_outage(
+    private_broker: Settings, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.WARNING)
+    bootstrap = await asyncio.to_thread(ensure_local_kafka, private_broker)
+    settings = Settings(bootstrap_servers=bootstrap, events_topic="outage.events", requests_topic="outage.requests")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic("outage.events", 1, 1), NewTopic("outage.requests", 1, 1)])
+    finally:
+        await admin.close()
+
+    probes: list[float] = []
+    real_reachable = publisher_module.reachable
+
+    async def recorded(target: str, timeout_s: float = 3.0) -> bool:
+        probes.append(time.monotonic())
+        return await real_reachable(target, timeout_s)
+
+    monkeypatch.setattr(publisher_module, "reachable", recorded)
+    options = {"request_timeout_s": 2.0, "max_backoff_s": 3.0, "reset_on_start": False}
+    survivor = EventPublisher(settings, "mta-1", **options)
+    quitter = EventPublisher(settings, "mta-2", **options)
+    client = AuditClient(settings, cluster=True, timeout_s=2.0)
+    published = events("mta-1", 0, 100)
+    try:
+        for publisher in (survivor, quitter):
+            await publisher.start()
+        await client.start()
+        for event in published:
+            await survivor.publish(event)
+        await survivor.flush()
+
+        await asyncio.to_thread(stop_local_kafka, private_broker)
+        outage_started = time.monotonic()
+        during = events("mta-1", 100, 100)
+        for event in during:
+            await survivor.publish(event)
+        published += during
+
+        for event in events("mta-2", 0, 10):
+            await quitter.publish(event)
+        started = time.monotonic()
+        await quitter.close(timeout_s=1.5)
+        assert time.monotonic() - started < 4 and quitter.dropped_events == 10
+
+        started = time.monotonic()
+        with pytest.raises(KafkaUnreachable):
+            await client.connections("60,1", "192.0.2.0/24")  # waits its 2 s timeout, then finds Kafka gone
+        assert time.monotonic() - started < 6
+        started = time.monotonic()
+        with pytest.raises(KafkaUnreachable):
+            await client.connections("60,1", "192.0.2.0/24")  # known outage: fails at once
+        assert time.monotonic() - started < 1
+
+        await asyncio.sleep(max(0.0, OUTAGE_S - (time.monotonic() - outage_started)))
+        await asyncio.to_thread(ensure_local_kafka, private_broker)
+        await asyncio.wait_for(survivor.flush(), 90)
+        with pytest.raises(AuditTimeout):  # Kafka is back; no worker serves these requests
+            await client.connections("60,1", "192.0.2.0/24")
+        batches = [orjson.loads(record.value) for record in await read_topic(bootstrap, "outage.events")]
+    finally:
+        await client.close()
+        await survivor.close()
+        await quitter.close(timeout_s=1)
+        await asyncio.to_thread(stop_local_kafka, private_broker)
+
+    # Every event, at least once (a batch whose ack was lost may come twice).
+    delivered = {(e["node"], e["n"]) for batch in batches for e in batch}
+    assert {(e["node"], e["n"]) for e in published} <= delivered
+
+    publisher_log = "pipeline.clients.publisher"
+    assert len(lines_of(caplog, publisher_log, "publisher mta-1: Kafka is not reachable")) == 1
+    assert len(lines_of(caplog, publisher_log, "publisher mta-1: Kafka at")) == 1  # "... is reachable again"
+    assert len(lines_of(caplog, publisher_log, "closed after 1.5 s with 10 events not delivered")) == 1
+    client_log = "pipeline.clients.client"
+    assert len(lines_of(caplog, client_log, "Kafka is not reachable")) == 1
+    assert len(lines_of(caplog, client_log, "is reachable again")) == 1
+    noise = [r.getMessage() for r in caplog.records if r.name.startswith("aiokafka")]
+    assert len(noise) <= 5, noise  # ungated, aiokafka logs about 30 lines a second here
+
+    # Exponential backoff: the probes while Kafka was down grow apart up to the cap, not every 100 ms.
+    gaps = [b - a for a, b in zip(probes, probes[1:], strict=False)]
+    capped = next(i for i, gap in enumerate(gaps) if gap >= 0.9 * options["max_backoff_s"])
+    growing = gaps[: capped + 1]
+    assert len(growing) >= 4 and all(b >= a * 1.5 for a, b in zip(growing, growing[1:], strict=False)), gaps
+    assert len(probes) < 30, gaps  # about 25 s down: 250 reconnects at aiokafka's 100 ms
