@@ -3,6 +3,7 @@
     InboundAuditError
     ├── ConfigError        bad settings: the worker or CLI refuses to start (one line, exit 2)
     ├── LocalKafkaError    the bundled local broker could not be fetched, started or reached
+    ├── KafkaAccessError   Kafka refused us (credentials, TLS trust, ACLs) or cannot be reached
     └── AuditError         a query the contract rejects; carries the SPEC error ``code``
         └── AuditTimeout   no reply within the client's timeout (code ``timeout``)
 
@@ -16,6 +17,7 @@ __all__ = [
     "InboundAuditError",
     "ConfigError",
     "LocalKafkaError",
+    "KafkaAccessError",
     "AuditError",
     "AuditTimeout",
     "ERROR_CODES",
@@ -44,6 +46,10 @@ class ConfigError(InboundAuditError):
 
 class LocalKafkaError(InboundAuditError):
     """The local development broker could not be prepared or started."""
+
+
+class KafkaAccessError(InboundAuditError):
+    """Connecting to Kafka failed; the one-line message names the setting to check, never a secret."""
 
 
 class AuditError(InboundAuditError):

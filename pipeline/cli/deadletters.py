@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from pipeline.errors import InboundAuditError
+from pipeline.kafka.connection import client_options, connection_error
 from pipeline.kafka.local_kafka import resolve_bootstrap
 from pipeline.settings import Settings
 
@@ -49,7 +50,10 @@ async def tail_deadletters(
     # read_committed: a dead letter whose batch was rolled back (a crashed or fenced worker) is
     # not shown; the batch is re-read and its dead letters committed again.
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=200, isolation_level="read_committed"
+        **client_options(settings, bootstrap),
+        enable_auto_commit=False,
+        fetch_max_wait_ms=200,
+        isolation_level="read_committed",
     )
     try:
         await consumer.start()
@@ -68,7 +72,7 @@ async def tail_deadletters(
                     shown += 1
         return shown
     except KafkaError as exc:
-        raise InboundAuditError(f"Kafka at {bootstrap}: {exc!r}") from exc
+        raise await connection_error(settings, exc, bootstrap) from exc
     finally:
         await consumer.stop()
 

@@ -23,6 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from pipeline.errors import AuditError, AuditTimeout, InboundAuditError
+from pipeline.kafka.connection import client_options, connection_error
 from pipeline.settings import Settings
 
 __all__ = [
@@ -118,9 +119,9 @@ class AuditClient:
         """Create the reply topic if needed and be positioned at its end before the first request."""
         try:
             await self._create_reply_topic()
-            self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=0)
+            self._producer = AIOKafkaProducer(**client_options(self.settings, self.bootstrap), linger_ms=0)
             self._consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap, fetch_max_wait_ms=10, enable_auto_commit=False
+                **client_options(self.settings, self.bootstrap), fetch_max_wait_ms=10, enable_auto_commit=False
             )
             await self._producer.start()
             await self._consumer.start()
@@ -130,7 +131,7 @@ class AuditClient:
             await asyncio.wait_for(self._consumer.position(tp), self.timeout_s)
         except (TimeoutError, KafkaError) as exc:
             await self.close()
-            raise InboundAuditError(f"audit client cannot use Kafka at {self.bootstrap}: {exc!r}") from exc
+            raise await connection_error(self.settings, exc, self.bootstrap) from exc
         self._reader = asyncio.create_task(self._read_replies(), name="audit-client-replies")
 
     async def close(self) -> None:
@@ -149,7 +150,7 @@ class AuditClient:
         self._consumer = self._producer = None
 
     async def _create_reply_topic(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="inbound-audit-client")
+        admin = AIOKafkaAdminClient(**client_options(self.settings, self.bootstrap), client_id="inbound-audit-client")
         await admin.start()
         try:
             if self.reply_topic in await admin.list_topics():

@@ -22,6 +22,7 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from pipeline.core.events import MAX_BATCH_EVENTS, MAX_MESSAGE_BYTES
 from pipeline.errors import InboundAuditError
+from pipeline.kafka.connection import client_options, connection_error
 from pipeline.settings import Settings
 
 __all__ = ["EventPublisher", "encode_batches"]
@@ -103,7 +104,7 @@ class EventPublisher:
     async def start(self) -> None:
         """Connect, then announce the node's (re)start: SPEC says its open sessions are gone."""
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
+            **client_options(self.settings, self.bootstrap),
             linger_ms=0,
             acks="all",
             enable_idempotence=True,
@@ -112,7 +113,7 @@ class EventPublisher:
         try:
             await self._producer.start()
         except KafkaError as exc:
-            raise InboundAuditError(f"publisher cannot reach Kafka at {self.bootstrap}: {exc!r}") from exc
+            raise await connection_error(self.settings, exc, self.bootstrap) from exc
         self._sender = asyncio.create_task(self._send_loop(), name=f"publisher-{self.node}")
         if self.reset_on_start:
             await self.publish({"ts": self.clock(), "ip": "0.0.0.0", "event": "node_reset"})
