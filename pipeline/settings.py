@@ -201,12 +201,15 @@ def _security(env: Mapping[str, str]) -> dict[str, Any]:
     }
     protocol = fields["security_protocol"]
     if protocol.startswith("SASL_"):
-        for name, key in (
-            ("INBOUND_AUDIT_SASL_USERNAME", "sasl_username"),
-            ("INBOUND_AUDIT_SASL_PASSWORD", "sasl_password"),
-        ):
-            if fields[key] is None:
-                raise ConfigError(f"{name} (or its _FILE) is required with INBOUND_AUDIT_SECURITY_PROTOCOL={protocol}")
+        if fields["sasl_username"] is None:
+            raise ConfigError(
+                f"INBOUND_AUDIT_SASL_USERNAME is required with INBOUND_AUDIT_SECURITY_PROTOCOL={protocol}"
+            )
+        if fields["sasl_password"] is None:
+            raise ConfigError(
+                "INBOUND_AUDIT_SASL_PASSWORD (or INBOUND_AUDIT_SASL_PASSWORD_FILE) is required with "
+                f"INBOUND_AUDIT_SECURITY_PROTOCOL={protocol}"
+            )
     elif fields["sasl_username"] is not None or fields["sasl_password"] is not None:
         raise ConfigError(f"SASL credentials are set but INBOUND_AUDIT_SECURITY_PROTOCOL={protocol} does not use SASL")
     if protocol not in ("SSL", "SASL_SSL") and any(fields[k] for k in ("ssl_cafile", "ssl_certfile", "ssl_keyfile")):
