@@ -10,6 +10,7 @@ appear in what it says.
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 from typing import Any
 
@@ -109,6 +110,12 @@ def faust_broker_options(settings: Settings, bootstrap: str | None = None) -> di
     return options
 
 
+def _described(exc: BaseException) -> str:
+    """``Class: message`` once (aiokafka's messages already hold their class name, after ``[Error N]``)."""
+    name, text = exc.__class__.__name__, re.sub(r"^\[Error \d+\] ", "", str(exc))
+    return text if text.startswith(name) else f"{name}: {text}" if text else name
+
+
 def _who(settings: Settings) -> str:
     return f"user {settings.sasl_username!r}" if settings.uses_sasl else f"{settings.security_protocol} client"
 
@@ -164,12 +171,10 @@ async def connection_error(settings: Settings, exc: BaseException, bootstrap: st
     """Our one-line error for a Kafka client failure ``exc``; raise it ``from exc`` at the call site."""
     servers = bootstrap or settings.bootstrap
     if isinstance(exc, _AUTHORIZATION_ERRORS):
-        return KafkaAccessError(
-            f"Kafka at {servers} refused {_who(settings)}: {exc.__class__.__name__} ({exc}): check its ACLs"
-        )
+        return KafkaAccessError(f"Kafka at {servers} refused {_who(settings)}: {_described(exc)}: check its ACLs")
     if isinstance(exc, KafkaConnectionError):
         for host in (h.strip() for h in servers.split(",") if h.strip()):
             reason = await _probe(settings, host)
             if reason is not None:
                 return KafkaAccessError(reason)
-    return KafkaAccessError(f"Kafka at {servers}: {exc.__class__.__name__}: {exc}")
+    return KafkaAccessError(f"Kafka at {servers}: {_described(exc)}")
