@@ -55,6 +55,14 @@ class Settings:
     """Resolved configuration; build it with ``load_settings()`` (or directly in tests)."""
 
     bootstrap_servers: str | None = None
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: Secret | None = field(default=None, repr=False)
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_check_hostname: bool = True
     local_kafka_port: int = 9092
     home_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "inbound-audit")
     monitors: tuple[Monitor, ...] = parse_monitors(DEFAULT_MONITORS)
@@ -72,14 +80,6 @@ class Settings:
     batch_max_events: int = 20_000
     snapshot_interval_s: float = 60.0
     snapshot_dir: Path | None = None
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str = "SCRAM-SHA-512"
-    sasl_username: str | None = None
-    sasl_password: Secret | None = field(default=None, repr=False)
-    ssl_cafile: Path | None = None
-    ssl_certfile: Path | None = None
-    ssl_keyfile: Path | None = None
-    ssl_check_hostname: bool = True
 
     @property
     def bootstrap(self) -> str:
@@ -227,6 +227,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     d = Settings()
     return Settings(
         bootstrap_servers=_read(env, "KAFKA_BOOTSTRAP_SERVERS", str, d.bootstrap_servers),
+        **_security(env),
         local_kafka_port=_read(env, "INBOUND_AUDIT_KAFKA_PORT", _int_in(1, 65535), d.local_kafka_port),
         home_dir=_read(env, "INBOUND_AUDIT_HOME", Path, d.home_dir),
         monitors=_read(env, "INBOUND_AUDIT_MONITORS", _monitors, d.monitors),
@@ -244,5 +245,4 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         batch_max_events=_read(env, "INBOUND_AUDIT_BATCH_MAX_EVENTS", _int_in(1, 10_000_000), d.batch_max_events),
         snapshot_interval_s=_read(env, "INBOUND_AUDIT_SNAPSHOT_INTERVAL_S", _positive_float, d.snapshot_interval_s),
         snapshot_dir=_read(env, "INBOUND_AUDIT_SNAPSHOT_DIR", Path, d.snapshot_dir),
-        **_security(env),
     )
