@@ -2,8 +2,8 @@
 
     InboundAuditError
     ├── ConfigError        bad settings: the worker or CLI refuses to start (one line, exit 2)
-    ├── LocalKafkaError    the bundled local broker could not be fetched, started or reached
     ├── KafkaAccessError   Kafka refused us (credentials, TLS trust, ACLs) or cannot be reached
+    ├── LocalKafkaError    the bundled local broker could not be fetched, started or reached
     └── AuditError         a query the contract rejects; carries the SPEC error ``code``
         └── AuditTimeout   no reply within the client's timeout (code ``timeout``)
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 __all__ = [
     "InboundAuditError",
     "ConfigError",
-    "LocalKafkaError",
     "KafkaAccessError",
+    "LocalKafkaError",
     "AuditError",
     "AuditTimeout",
     "ERROR_CODES",
@@ -44,12 +44,12 @@ class ConfigError(InboundAuditError):
     """A setting is missing or malformed; the message names the variable and the bad value."""
 
 
-class LocalKafkaError(InboundAuditError):
-    """The local development broker could not be prepared or started."""
-
-
 class KafkaAccessError(InboundAuditError):
     """Connecting to Kafka failed; the one-line message names the setting to check, never a secret."""
+
+
+class LocalKafkaError(InboundAuditError):
+    """The local development broker could not be prepared or started."""
 
 
 class AuditError(InboundAuditError):
