@@ -9,6 +9,7 @@ appear in what it says.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import ssl
@@ -36,7 +37,7 @@ __all__ = ["client_options", "faust_broker_options", "connection_error"]
 #: that configured no logging, next to our own one line. Configured logging still receives them.
 logging.getLogger("aiokafka").addHandler(logging.NullHandler())
 
-_PROBE_TIMEOUT_MS = 10_000
+_PROBE_TIMEOUT_S = 10.0
 
 _AUTHORIZATION_ERRORS = (
     TopicAuthorizationFailedError,
@@ -146,7 +147,12 @@ def _probe_failure(exc: BaseException, settings: Settings, host: str) -> str | N
         )
     if isinstance(exc, ConnectionRefusedError):
         return f"nothing listens at {host}: check KAFKA_BOOTSTRAP_SERVERS"
-    if isinstance(exc, (ConnectionError, KafkaConnectionError, TimeoutError)):
+    if isinstance(exc, TimeoutError):
+        return (
+            f"Kafka at {host} did not answer within {_PROBE_TIMEOUT_S:g} s: check KAFKA_BOOTSTRAP_SERVERS "
+            "and INBOUND_AUDIT_SECURITY_PROTOCOL"
+        )
+    if isinstance(exc, (ConnectionError, KafkaConnectionError)):
         return (
             f"Kafka at {host} dropped a {settings.security_protocol} connection: does that port serve "
             f"{settings.security_protocol}? check INBOUND_AUDIT_SECURITY_PROTOCOL and KAFKA_BOOTSTRAP_SERVERS"
@@ -156,11 +162,16 @@ def _probe_failure(exc: BaseException, settings: Settings, host: str) -> str | N
 
 async def _probe(settings: Settings, host: str) -> str | None:
     """Connect once to ``host`` as the clients would and name what goes wrong (None: nothing did)."""
-    name, _, port = host.rpartition(":")
+    name, colon, port = host.rpartition(":")
+    if not colon or not port.isdigit():
+        name, port = host, "9092"  # aiokafka's default port
     options = client_options(settings, host)
     del options["bootstrap_servers"]
     try:
-        conn = await create_conn(name.strip("[]"), int(port), request_timeout_ms=_PROBE_TIMEOUT_MS, **options)
+        conn = await asyncio.wait_for(
+            create_conn(name.strip("[]"), int(port), request_timeout_ms=int(_PROBE_TIMEOUT_S * 1000), **options),
+            _PROBE_TIMEOUT_S,
+        )
     except (OSError, KafkaError, TimeoutError) as exc:
         return _probe_failure(exc, settings, host)
     conn.close()
