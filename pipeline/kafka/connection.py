@@ -118,7 +118,11 @@ def _described(exc: BaseException) -> str:
 
 
 def _who(settings: Settings) -> str:
-    return f"user {settings.sasl_username!r}" if settings.uses_sasl else f"{settings.security_protocol} client"
+    if settings.uses_sasl:
+        return f"user {settings.sasl_username!r}"
+    if settings.ssl_certfile is not None:
+        return f"the client certificate {settings.ssl_certfile.name}"
+    return f"a {settings.security_protocol} client"
 
 
 def _probe_failure(exc: BaseException, settings: Settings, host: str) -> str | None:
@@ -151,6 +155,16 @@ def _probe_failure(exc: BaseException, settings: Settings, host: str) -> str | N
         return (
             f"Kafka at {host} did not answer within {_PROBE_TIMEOUT_S:g} s: check KAFKA_BOOTSTRAP_SERVERS "
             "and INBOUND_AUDIT_SECURITY_PROTOCOL"
+        )
+    if isinstance(exc, KafkaConnectionError) and settings.uses_tls:  # closed after a good handshake
+        if settings.ssl_certfile is None:
+            return (
+                f"Kafka at {host} closed the connection after the TLS handshake: does it require a client "
+                "certificate? set INBOUND_AUDIT_SSL_CERTFILE and INBOUND_AUDIT_SSL_KEYFILE"
+            )
+        return (
+            f"Kafka at {host} closed the connection after the TLS handshake: does it trust the client "
+            f"certificate INBOUND_AUDIT_SSL_CERTFILE={str(settings.ssl_certfile)!r}?"
         )
     if isinstance(exc, (ConnectionError, KafkaConnectionError)):
         return (

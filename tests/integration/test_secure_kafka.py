@@ -1,7 +1,8 @@
 """Over SASL_SSL with SCRAM, on a broker of its own started by ``deploy/kafka start --secure`` (ports
-19192 plaintext, 19193 controller, 19194 SASL_SSL), with the roles' ACLs granted by ``deploy/acls.sh``:
-publisher, client and CLI answers equal the oracle; a wrong password and an untrusted CA fail fast
-with one line; the MTA's grants let it write events and not the state topic.
+19192 plaintext, 19193 controller, 19194 SASL_SSL, 19195 SSL with client certificates), with the roles'
+ACLs granted by ``deploy/acls.sh``: publisher, client and CLI answers equal the oracle; a wrong password
+and an untrusted CA fail fast with one line; the MTA's grants let it write events and not the state
+topic, whether it authenticates with SCRAM or with its client certificate.
 
 The worker itself runs on the plaintext listener for now: ``pipeline/app`` does not take the security
 settings yet. ``test_worker_over_sasl_ssl`` is the test for when it does (strict xfail until then).
@@ -44,6 +45,8 @@ class SecureBroker:
     plaintext: str
     secure: str
     cafile: Path
+    mtls: str
+    mta_certificate: tuple[Path, Path]  # certificate and key, CN=mta
 
     def password_file(self, user: str) -> Path:
         return self.cafile.parent / f"{user}.password"
@@ -67,7 +70,8 @@ def secure_broker(kafka_home: Path) -> Iterator[SecureBroker]:
     assert started.returncode == 0, started.stderr
     lines = started.stdout.splitlines()
     _, secure, cafile = next(line for line in lines if line.startswith("secure ")).split()
-    yield SecureBroker(plaintext=lines[-1], secure=secure, cafile=Path(cafile))
+    _, mtls, certificate, key = next(line for line in lines if line.startswith("mtls ")).split()
+    yield SecureBroker(lines[-1], secure, Path(cafile), mtls, (Path(certificate), Path(key)))
     if not already_running:
         _deploy_kafka(kafka_home, "stop")
 
@@ -268,6 +272,37 @@ async def test_mta_grants_refuse_the_state_topic_and_counts_stay_exact(fleet: Fl
         options = {"cidr": "203.0.113.0/24", "endv": 1}
         got, want = await settled(lambda: client.connections(MONITOR, options), _oracle(fleet, "connections", options))
         assert got in want and got == 7
+
+
+async def test_mtls_client_certificate_authenticates_the_mta(fleet: Fleet) -> None:
+    certificate, key = fleet.broker.mta_certificate
+    env = {
+        **fleet.env,
+        "KAFKA_BOOTSTRAP_SERVERS": fleet.broker.mtls,
+        "INBOUND_AUDIT_SECURITY_PROTOCOL": "SSL",
+        "INBOUND_AUDIT_SSL_CAFILE": str(fleet.broker.cafile),
+    }
+    with pytest.raises(KafkaAccessError, match="does it require a client certificate"):
+        await EventPublisher(load_settings(env), "mta-m1").start()
+    settings = load_settings(
+        {**env, "INBOUND_AUDIT_SSL_CERTFILE": str(certificate), "INBOUND_AUDIT_SSL_KEYFILE": str(key)}
+    )
+    events = [{"ts": time.time(), "ip": "203.0.113.80", "event": "rejection", "n": 3}]
+    async with EventPublisher(settings, "mta-m1") as publisher:
+        await publisher.publish(events[0])
+    fleet.events.append({"node": "mta-m1", **events[0]})
+    producer = AIOKafkaProducer(**client_options(settings))
+    await producer.start()
+    try:
+        with pytest.raises(TopicAuthorizationFailedError):  # its certificate makes it User:mta, with mta's grants
+            await producer.send_and_wait(settings.state_topic, b"{}", partition=0)
+    finally:
+        await producer.stop()
+    async with AuditClient(fleet.settings("policy"), cluster=True) as client:
+        await _caught_up(fleet, client)
+        options = {"cidr": "203.0.113.80", "endv": 1}
+        got, want = await settled(lambda: client.rejections(MONITOR, options), _oracle(fleet, "rejections", options))
+        assert got in want and got == 3
 
 
 @pytest.mark.xfail(
