@@ -149,6 +149,16 @@ async def _caught_up(fleet: Fleet, client: AuditClient) -> None:
     await wait_caught_up(client, stream_of_events(fleet.events, MONITORS, fleet.t0), MONITOR, timeout_s=30)
 
 
+async def _fleet_answer(fleet: Fleet, op: str, options: dict[str, Any]) -> int:
+    """Once the worker has counted everything published, ``op`` for the whole fleet as the policy user;
+    it must be the oracle's answer."""
+    async with AuditClient(fleet.settings("policy"), cluster=True) as client:
+        await _caught_up(fleet, client)
+        got, want = await settled(lambda: client.query(op, MONITOR, options), _oracle(fleet, op, options))
+    assert got in want, (op, options, got, want)
+    return got
+
+
 async def test_publish_and_query_over_sasl_ssl_equal_the_oracle(fleet: Fleet) -> None:
     ips = ["198.51.100.7", "198.51.100.9", "198.51.100.200", "2001:db8:5::1", "2001:db8:5::2"]
     await _publish_as_mta(fleet, "mta-s1", _traffic(ips, time.time()))
@@ -267,11 +277,7 @@ async def test_mta_grants_refuse_the_state_topic_and_counts_stay_exact(fleet: Fl
         fleet.events.append(event)
     finally:
         await producer.stop()
-    async with AuditClient(fleet.settings("policy"), cluster=True) as client:
-        await _caught_up(fleet, client)
-        options = {"cidr": "203.0.113.0/24", "endv": 1}
-        got, want = await settled(lambda: client.connections(MONITOR, options), _oracle(fleet, "connections", options))
-        assert got in want and got == 7
+    assert await _fleet_answer(fleet, "connections", {"cidr": "203.0.113.0/24", "endv": 1}) == 7
 
 
 async def test_mtls_client_certificate_authenticates_the_mta(fleet: Fleet) -> None:
@@ -298,11 +304,7 @@ async def test_mtls_client_certificate_authenticates_the_mta(fleet: Fleet) -> No
             await producer.send_and_wait(settings.state_topic, b"{}", partition=0)
     finally:
         await producer.stop()
-    async with AuditClient(fleet.settings("policy"), cluster=True) as client:
-        await _caught_up(fleet, client)
-        options = {"cidr": "203.0.113.80", "endv": 1}
-        got, want = await settled(lambda: client.rejections(MONITOR, options), _oracle(fleet, "rejections", options))
-        assert got in want and got == 3
+    assert await _fleet_answer(fleet, "rejections", {"cidr": "203.0.113.80", "endv": 1}) == 3
 
 
 @pytest.mark.xfail(
@@ -317,12 +319,6 @@ async def test_worker_over_sasl_ssl(fleet: Fleet) -> None:
     try:
         await worker.wait_ready(timeout_s=60)
         await _publish_as_mta(fleet, "mta-s5", _traffic(["192.0.2.77", "192.0.2.78"], time.time()))
-        async with AuditClient(fleet.settings("policy"), cluster=True) as client:
-            await _caught_up(fleet, client)
-            options = {"cidr": "192.0.2.64/26", "endv": 1}
-            got, want = await settled(
-                lambda: client.receptions(MONITOR, options), _oracle(fleet, "receptions", options)
-            )
-            assert got in want and got > 0
+        assert await _fleet_answer(fleet, "receptions", {"cidr": "192.0.2.64/26", "endv": 1}) > 0
     finally:
         worker.stop()
