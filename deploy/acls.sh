@@ -17,7 +17,8 @@
 #   MTA_PRINCIPAL POLICY_PRINCIPAL WORKER_PRINCIPAL ANALYTICS_PRINCIPAL   default User:mta, User:policy, ...
 #   INBOUND_AUDIT_{EVENTS,REQUESTS,STATE,DEADLETTER,WINDOWS}_TOPIC, INBOUND_AUDIT_GROUP_ID, ANALYTICS_GROUP
 #   REPLY_TOPIC_PREFIX        default audit.replies. (what AuditClient names its reply topics)
-# Each grant is one kafka-acls run; they run in parallel. --dry-run prints them instead.
+# Each grant is one kafka-acls run; they run in parallel, and a failed one is tried once more on its own.
+# --dry-run prints them instead.
 set -euo pipefail
 
 die() {
@@ -112,7 +113,11 @@ for i in "${!grants[@]}"; do
 done
 failed=0
 for i in "${!pids[@]}"; do
-    if ! wait "${pids[$i]}"; then
+    wait "${pids[$i]}" && continue
+    # Adding an ACL is idempotent: one more try, alone, rides out a busy or just-started broker.
+    # shellcheck disable=SC2086
+    mapfile -t args < <(command_line ${grants[$i]})
+    if ! "${kafka_acls[@]}" "${args[@]}" >"$logs/$i.log" 2>&1; then
         echo "deploy/acls.sh: kafka-acls failed for '${grants[$i]}': $(tail -n 1 "$logs/$i.log")" >&2
         failed=1
     fi
