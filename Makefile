@@ -25,3 +25,8 @@ $(STAMP): pyproject.toml pipeline/native/pyproject.toml pipeline/native/Cargo.to
 	if command -v cargo >/dev/null; then $(PIP) ./pipeline/native; \
 	else echo "cargo not found: the native decoder is not built, the Python decoder will be used"; fi
 	touch $@
+
+# The Strimzi KafkaTopic resources of deploy/k8s, generated from topics/topics.toml with the default
+# settings and 3 replicas, whatever this shell's INBOUND_AUDIT_* say (a test checks the committed file).
+deploy/k8s/topics.yaml: topics/topics.toml pipeline/kafka/strimzi.py pipeline/kafka/topic_specs.py $(STAMP)
+	env -i PATH="$$PATH" INBOUND_AUDIT_REPLICATION_FACTOR=3 $(VENV)/bin/python -m pipeline.kafka.strimzi >$@

@@ -2,6 +2,7 @@
 
     InboundAuditError
     ├── ConfigError        bad settings: the worker or CLI refuses to start (one line, exit 2)
+    ├── KafkaAccessError   Kafka refused us (credentials, TLS trust, ACLs) or cannot be reached
     ├── LocalKafkaError    the bundled local broker could not be fetched, started or reached
     ├── KafkaUnreachable   nothing answers at the bootstrap address (commands and clients fail fast)
     └── AuditError         a query the contract rejects; carries the SPEC error ``code``
@@ -16,6 +17,7 @@ from __future__ import annotations
 __all__ = [
     "InboundAuditError",
     "ConfigError",
+    "KafkaAccessError",
     "LocalKafkaError",
     "KafkaUnreachable",
     "AuditError",
@@ -42,6 +44,10 @@ class InboundAuditError(Exception):
 
 class ConfigError(InboundAuditError):
     """A setting is missing or malformed; the message names the variable and the bad value."""
+
+
+class KafkaAccessError(InboundAuditError):
+    """Connecting to Kafka failed; the one-line message names the setting to check, never a secret."""
 
 
 class LocalKafkaError(InboundAuditError):

@@ -10,12 +10,12 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pipeline.core.windows import Monitor, parse_monitors
 from pipeline.errors import ConfigError
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["Settings", "Secret", "load_settings", "SECURITY_PROTOCOLS", "SASL_MECHANISMS"]
 
 T = TypeVar("T")
 
@@ -23,12 +23,48 @@ DEFAULT_MONITORS = "60,1 300,6 1800,4"
 #: ``INBOUND_AUDIT_DECODER``: ``auto`` takes the native decoder when it is built, else Python.
 DECODER_CHOICES = ("auto", "python", "native")
 
+#: What ``INBOUND_AUDIT_SECURITY_PROTOCOL`` accepts: Kafka's own listener security protocols.
+SECURITY_PROTOCOLS: tuple[str, ...] = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+#: What ``INBOUND_AUDIT_SASL_MECHANISM`` accepts (username and password mechanisms only).
+SASL_MECHANISMS: tuple[str, ...] = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
+
+
+class Secret:
+    """A password that cannot leak by accident: its repr and str are masked; ``reveal()`` says you meant it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
 
 @dataclass(frozen=True)
 class Settings:
     """Resolved configuration; build it with ``load_settings()`` (or directly in tests)."""
 
     bootstrap_servers: str | None = None
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: Secret | None = field(default=None, repr=False)
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_check_hostname: bool = True
     local_kafka_port: int = 9092
     home_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "inbound-audit")
     monitors: tuple[Monitor, ...] = parse_monitors(DEFAULT_MONITORS)
@@ -65,6 +101,14 @@ class Settings:
     @property
     def uses_local_kafka(self) -> bool:
         return not self.bootstrap_servers
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
 
 
 def _read(env: Mapping[str, str], name: str, parse: Callable[[str], T], default: T) -> T:
@@ -111,12 +155,92 @@ def _monitors(text: str) -> tuple[Monitor, ...]:
     return parse_monitors(text)
 
 
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text.upper() not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return text.upper()
+
+    return parse
+
+
+def _boolean(text: str) -> bool:
+    words = {"true": True, "yes": True, "1": True, "on": True, "false": False, "no": False, "0": False, "off": False}
+    if text.lower() not in words:
+        raise ValueError("must be true or false")
+    return words[text.lower()]
+
+
+def _readable_file(text: str) -> Path:
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise ValueError("no such file")
+    return path
+
+
+def _password(env: Mapping[str, str]) -> Secret | None:
+    """From ``INBOUND_AUDIT_SASL_PASSWORD`` or the file ``..._FILE`` names (a mounted secret); never both.
+
+    Errors name the variable, and the file's path, but never the password.
+    """
+    inline, path = env.get("INBOUND_AUDIT_SASL_PASSWORD", ""), env.get("INBOUND_AUDIT_SASL_PASSWORD_FILE", "").strip()
+    if inline and path:
+        raise ConfigError("set INBOUND_AUDIT_SASL_PASSWORD or INBOUND_AUDIT_SASL_PASSWORD_FILE, not both")
+    if not path:
+        return Secret(inline) if inline else None
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"INBOUND_AUDIT_SASL_PASSWORD_FILE={path!r} cannot be read: {exc.__class__.__name__}"
+        ) from None
+    return Secret(text.rstrip("\r\n")) if text.strip() else None
+
+
+def _security(env: Mapping[str, str]) -> dict[str, Any]:
+    """The security fields, refusing combinations that would silently not do what was asked."""
+    d = Settings()
+    fields: dict[str, Any] = {
+        "security_protocol": _read(
+            env, "INBOUND_AUDIT_SECURITY_PROTOCOL", _one_of(SECURITY_PROTOCOLS), d.security_protocol
+        ),
+        "sasl_mechanism": _read(env, "INBOUND_AUDIT_SASL_MECHANISM", _one_of(SASL_MECHANISMS), d.sasl_mechanism),
+        "sasl_username": _read(env, "INBOUND_AUDIT_SASL_USERNAME", str, d.sasl_username),
+        "sasl_password": _password(env),
+        "ssl_cafile": _read(env, "INBOUND_AUDIT_SSL_CAFILE", _readable_file, d.ssl_cafile),
+        "ssl_certfile": _read(env, "INBOUND_AUDIT_SSL_CERTFILE", _readable_file, d.ssl_certfile),
+        "ssl_keyfile": _read(env, "INBOUND_AUDIT_SSL_KEYFILE", _readable_file, d.ssl_keyfile),
+        "ssl_check_hostname": _read(env, "INBOUND_AUDIT_SSL_CHECK_HOSTNAME", _boolean, d.ssl_check_hostname),
+    }
+    protocol = fields["security_protocol"]
+    if protocol.startswith("SASL_"):
+        if fields["sasl_username"] is None:
+            raise ConfigError(
+                f"INBOUND_AUDIT_SASL_USERNAME is required with INBOUND_AUDIT_SECURITY_PROTOCOL={protocol}"
+            )
+        if fields["sasl_password"] is None:
+            raise ConfigError(
+                "INBOUND_AUDIT_SASL_PASSWORD (or INBOUND_AUDIT_SASL_PASSWORD_FILE) is required with "
+                f"INBOUND_AUDIT_SECURITY_PROTOCOL={protocol}"
+            )
+    elif fields["sasl_username"] is not None or fields["sasl_password"] is not None:
+        raise ConfigError(f"SASL credentials are set but INBOUND_AUDIT_SECURITY_PROTOCOL={protocol} does not use SASL")
+    if protocol not in ("SSL", "SASL_SSL") and any(fields[k] for k in ("ssl_cafile", "ssl_certfile", "ssl_keyfile")):
+        raise ConfigError(
+            f"INBOUND_AUDIT_SSL_* files are set but INBOUND_AUDIT_SECURITY_PROTOCOL={protocol} does not use TLS"
+        )
+    if fields["ssl_keyfile"] is not None and fields["ssl_certfile"] is None:
+        raise ConfigError("INBOUND_AUDIT_SSL_KEYFILE needs INBOUND_AUDIT_SSL_CERTFILE (the client certificate)")
+    return fields
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build ``Settings`` from the environment (or the mapping given, for tests)."""
     env = os.environ if env is None else env
     d = Settings()
     return Settings(
         bootstrap_servers=_read(env, "KAFKA_BOOTSTRAP_SERVERS", str, d.bootstrap_servers),
+        **_security(env),
         local_kafka_port=_read(env, "INBOUND_AUDIT_KAFKA_PORT", _int_in(1, 65535), d.local_kafka_port),
         home_dir=_read(env, "INBOUND_AUDIT_HOME", Path, d.home_dir),
         monitors=_read(env, "INBOUND_AUDIT_MONITORS", _monitors, d.monitors),

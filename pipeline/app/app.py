@@ -36,6 +36,7 @@ from pipeline.app.transport import Transport
 from pipeline.core.replica import Replica
 from pipeline.core.snapshot import Snapshot, encode_snapshot, write_bytes_atomically
 from pipeline.core.summaries import SummaryClock
+from pipeline.kafka.connection import client_options, faust_broker_options
 from pipeline.settings import Settings
 
 __all__ = ["AuditApp", "build_app"]
@@ -74,7 +75,7 @@ class AuditApp:
         return self.manager.replica
 
     def client_options(self) -> dict[str, Any]:
-        return {"bootstrap_servers": self.bootstrap}
+        return client_options(self.settings, self.bootstrap)
 
     def fail(self, reason: str) -> None:
         """This worker can no longer do its job: one line, then leave the group and exit non-zero."""
@@ -112,10 +113,9 @@ class _FaustApp(faust.App):
 
 
 def _faust_app(settings: Settings, bootstrap: str) -> faust.App:
-    brokers = ";".join(f"kafka://{host}" for host in bootstrap.split(","))
     return _FaustApp(
         settings.group_id,
-        broker=brokers,
+        **faust_broker_options(settings, bootstrap),
         store="memory://",
         processing_guarantee="at_least_once",
         autodiscover=False,
@@ -170,7 +170,7 @@ def build_app(settings: Settings, bootstrap: str, *, clock: Callable[[], float] 
     async def send(topic: str, key: bytes | None, value: bytes, partition: int | None) -> Any:
         return await app.producer.send(topic, key, value, partition, None, None)
 
-    reader = RangeReader(lambda: {"bootstrap_servers": bootstrap})
+    reader = RangeReader(lambda: client_options(settings, bootstrap))
     audit = AuditApp(
         settings,
         bootstrap,

@@ -16,9 +16,11 @@ import threading
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from pipeline.app.app import AuditApp, build_app
 from pipeline.core.snapshot import Snapshot, read_snapshot
+from pipeline.kafka.connection import client_options, connection_error
 from pipeline.kafka.topic_admin import ensure_topics
 from pipeline.settings import Settings
 
@@ -48,8 +50,8 @@ class _Worker(faust.Worker):
         timer.start()
 
 
-async def _cluster_id(bootstrap: str) -> str:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def _cluster_id(settings: Settings, bootstrap: str) -> str:
+    admin = AIOKafkaAdminClient(**client_options(settings, bootstrap))
     await admin.start()
     try:
         return str((await admin.describe_cluster())["cluster_id"])
@@ -68,7 +70,7 @@ async def _usable_snapshot(settings: Settings, bootstrap: str, cluster_id: str) 
     left = 0
     why = snapshot.mismatch(cluster_id, settings.state_topic, settings.partitions)
     if why is None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(**client_options(settings, bootstrap), enable_auto_commit=False)
         await consumer.start()
         try:
             tps = [TopicPartition(settings.state_topic, p) for p in range(settings.partitions)]
@@ -92,7 +94,10 @@ async def prepare(settings: Settings, bootstrap: str) -> tuple[str, Snapshot | N
     report = await ensure_topics(settings, bootstrap)
     for line in report.lines():
         log.info("%s", line)
-    cluster_id = await _cluster_id(bootstrap)
+    try:
+        cluster_id = await _cluster_id(settings, bootstrap)
+    except KafkaError as exc:
+        raise await connection_error(settings, exc, bootstrap) from exc
     return (cluster_id, *await _usable_snapshot(settings, bootstrap, cluster_id))
 
 

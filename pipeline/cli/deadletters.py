@@ -17,6 +17,7 @@ from aiokafka.errors import KafkaError
 
 from pipeline.cli.arguments import positive
 from pipeline.errors import InboundAuditError
+from pipeline.kafka.connection import client_options, connection_error
 from pipeline.kafka.reachability import require_reachable
 from pipeline.settings import Settings
 
@@ -75,7 +76,10 @@ async def tail_deadletters(
     # read_committed: a dead letter whose batch was rolled back (a crashed or fenced worker) is
     # not shown; the batch is re-read and its dead letters committed again.
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=200, isolation_level="read_committed"
+        **client_options(settings, bootstrap),
+        enable_auto_commit=False,
+        fetch_max_wait_ms=200,
+        isolation_level="read_committed",
     )
     try:
         await consumer.start()
@@ -97,7 +101,7 @@ async def tail_deadletters(
                     shown += 1
         return shown
     except KafkaError as exc:
-        raise InboundAuditError(f"Kafka at {bootstrap}: {exc!r}") from exc
+        raise await connection_error(settings, exc, bootstrap) from exc
     finally:
         await consumer.stop()
 

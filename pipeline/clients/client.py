@@ -29,6 +29,7 @@ from pipeline.clients.reply_topics import (
     process_reply_topic,
 )
 from pipeline.errors import AuditError, AuditTimeout, InboundAuditError
+from pipeline.kafka.connection import client_options, connection_error
 from pipeline.kafka.outage_log import OutageLog, install_log_gate
 from pipeline.kafka.reachability import reachable, require_reachable, unreachable
 from pipeline.settings import Settings
@@ -136,12 +137,10 @@ class AuditClient:
             if self.shared_reply_topic:
                 self.reply_topic = await process_reply_topic(self.settings, self.bootstrap)
             else:
-                self._owns_reply_topic = await create_reply_topic(
-                    self.bootstrap, self.reply_topic, self.settings.replication_factor
-                )
-            self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=0)
+                self._owns_reply_topic = await create_reply_topic(self.settings, self.bootstrap, self.reply_topic)
+            self._producer = AIOKafkaProducer(**client_options(self.settings, self.bootstrap), linger_ms=0)
             self._consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap, fetch_max_wait_ms=10, enable_auto_commit=False
+                **client_options(self.settings, self.bootstrap), fetch_max_wait_ms=10, enable_auto_commit=False
             )
             await self._producer.start()
             await self._consumer.start()
@@ -151,7 +150,7 @@ class AuditClient:
             await asyncio.wait_for(self._consumer.position(tp), self.timeout_s)
         except (TimeoutError, KafkaError) as exc:
             await self.close()
-            raise InboundAuditError(f"audit client cannot use Kafka at {self.bootstrap}: {exc!r}") from exc
+            raise await connection_error(self.settings, exc, self.bootstrap) from exc
         self._reader = asyncio.create_task(self._read_replies(), name="audit-client-replies")
 
     async def close(self) -> None:
@@ -171,7 +170,7 @@ class AuditClient:
         self._consumer = self._producer = None
         if self._owns_reply_topic:
             self._owns_reply_topic = False
-            await delete_reply_topic(self.bootstrap, self.reply_topic)
+            await delete_reply_topic(self.settings, self.bootstrap, self.reply_topic)
 
     async def _read_replies(self) -> None:
         assert self._consumer is not None

@@ -28,6 +28,7 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from pipeline.core.events import MAX_BATCH_EVENTS, MAX_MESSAGE_BYTES
 from pipeline.errors import InboundAuditError
+from pipeline.kafka.connection import client_options, connection_error
 from pipeline.kafka.outage_log import OutageLog, install_log_gate
 from pipeline.kafka.reachability import reachable, require_reachable
 from pipeline.settings import Settings
@@ -125,7 +126,7 @@ class EventPublisher:
         try:
             self._producer = await self._connect()
         except KafkaError as exc:
-            raise InboundAuditError(f"publisher cannot reach Kafka at {self.bootstrap}: {exc!r}") from exc
+            raise await connection_error(self.settings, exc, self.bootstrap) from exc
         self._sender = asyncio.create_task(self._send_loop(), name=f"publisher-{self.node}")
         if self.reset_on_start:
             await self.publish({"ts": self.clock(), "ip": "0.0.0.0", "event": "node_reset"})
@@ -135,7 +136,7 @@ class EventPublisher:
         """A started producer. Not idempotent: an idempotent aiokafka producer retries a batch for as
         long as the broker is down, so neither a send nor ``stop()`` would ever return."""
         producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
+            **client_options(self.settings, self.bootstrap),
             linger_ms=0,
             acks="all",
             request_timeout_ms=int(self.request_timeout_s * 1000),

@@ -24,6 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from pipeline.errors import InboundAuditError
+from pipeline.kafka.connection import client_options
 from pipeline.settings import Settings
 
 __all__ = ["private_reply_topic", "process_reply_topic", "create_reply_topic", "delete_reply_topic"]
@@ -44,18 +45,18 @@ def private_reply_topic(settings: Settings) -> str:
     return f"{settings.reply_topic_prefix}.{_host()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
-def _admin(bootstrap: str) -> AIOKafkaAdminClient:
-    return AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="inbound-audit-client")
+def _admin(settings: Settings, bootstrap: str) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(**client_options(settings, bootstrap), client_id="inbound-audit-client")
 
 
-async def create_reply_topic(bootstrap: str, topic: str, replication_factor: int) -> bool:
+async def create_reply_topic(settings: Settings, bootstrap: str, topic: str) -> bool:
     """Create ``topic`` with one partition unless it exists; True if this call created it."""
-    admin = _admin(bootstrap)
+    admin = _admin(settings, bootstrap)
     await admin.start()
     try:
         if topic in await admin.list_topics():
             return False
-        response = await admin.create_topics([NewTopic(topic, 1, replication_factor)])
+        response = await admin.create_topics([NewTopic(topic, 1, settings.replication_factor)])
         for entry in response.to_object()["topic_errors"]:
             if entry["error_code"] == TopicAlreadyExistsError.errno:
                 return False
@@ -66,11 +67,11 @@ async def create_reply_topic(bootstrap: str, topic: str, replication_factor: int
         await admin.close()
 
 
-async def delete_reply_topic(bootstrap: str, topic: str) -> None:
+async def delete_reply_topic(settings: Settings, bootstrap: str, topic: str) -> None:
     """Delete ``topic``; a failure (Kafka gone meanwhile) is one WARNING, never an exception."""
 
     async def delete() -> None:
-        admin = _admin(bootstrap)
+        admin = _admin(settings, bootstrap)
         await admin.start()
         try:
             await admin.delete_topics([topic])
@@ -88,7 +89,7 @@ class _ProcessTopics:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()  # SyncAuditClients run their loops in threads of their own
-        self._created: set[tuple[str, str]] = set()
+        self._created: dict[tuple[str, str], Settings] = {}
         self._registered = False
 
     def name(self, settings: Settings) -> str:
@@ -99,9 +100,9 @@ class _ProcessTopics:
         with self._lock:
             known = (bootstrap, topic) in self._created
         if not known:
-            await create_reply_topic(bootstrap, topic, settings.replication_factor)
+            await create_reply_topic(settings, bootstrap, topic)
             with self._lock:
-                self._created.add((bootstrap, topic))
+                self._created[(bootstrap, topic)] = settings
                 if not self._registered:
                     atexit.register(self._delete_all)
                     self._registered = True
@@ -109,10 +110,12 @@ class _ProcessTopics:
 
     def _delete_all(self) -> None:
         with self._lock:
-            created, self._created = self._created, set()
+            created, self._created = self._created, {}
 
         async def delete() -> None:
-            await asyncio.gather(*(delete_reply_topic(bootstrap, topic) for bootstrap, topic in created))
+            await asyncio.gather(
+                *(delete_reply_topic(settings, bootstrap, topic) for (bootstrap, topic), settings in created.items())
+            )
 
         if created:
             asyncio.run(delete())

@@ -15,6 +15,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from pipeline.errors import InboundAuditError
+from pipeline.kafka.connection import client_options, connection_error
 from pipeline.kafka.topic_specs import TopicSpec, topic_specs
 from pipeline.settings import Settings
 
@@ -107,7 +108,7 @@ async def _differences(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> di
 async def ensure_topics(settings: Settings, bootstrap: str) -> TopicReport:
     """Create missing topics; compare existing ones with their spec without changing them."""
     specs = topic_specs(settings)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="inbound-audit-topics")
+    admin = AIOKafkaAdminClient(**client_options(settings, bootstrap), client_id="inbound-audit-topics")
     try:
         await admin.start()
         existing = set(await admin.list_topics())
@@ -117,7 +118,7 @@ async def ensure_topics(settings: Settings, bootstrap: str) -> TopicReport:
         to_compare = [s for s in specs if s.name in existing or s.name in raced]
         differences = await _differences_when_visible(admin, to_compare) if to_compare else {}
     except KafkaError as exc:
-        raise InboundAuditError(f"Kafka at {bootstrap}: {exc}") from exc
+        raise await connection_error(settings, exc, bootstrap) from exc
     finally:
         await admin.close()
     return TopicReport(
