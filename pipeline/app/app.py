@@ -47,8 +47,6 @@ log = logging.getLogger("pipeline.worker")
 #: 10,000 events this amortises Faust's per-message cost; ``batch_max_events`` caps a delta.
 TAKE_MESSAGES = 200
 TAKE_WITHIN_S = 0.05
-QUERY_BATCH = 500
-QUERY_WITHIN_S = 0.001
 
 
 @dataclass
@@ -207,11 +205,13 @@ def _register_agents(audit: AuditApp, events: faust.TopicT, requests: faust.Topi
 
     @app.agent(requests, name="queries")
     async def queries(stream: faust.StreamT) -> None:
-        # A batch is acked (and so may be committed) only once its replies are on the broker: a
-        # crash never swallows a reply. Waiting at most 1 ms to fill a batch keeps answers fast.
-        async for batch in stream.take_events(QUERY_BATCH, within=QUERY_WITHIN_S):
-            sent = [audit.responder.handle(e.message.partition, e.message.offset, e.message.value) for e in batch]
-            await asyncio.gather(*sent)
+        # A request is acked (and so may be committed) only once its reply is on the broker, so a
+        # crash never swallows a reply; replies go out in the background, so one slow reply topic
+        # does not hold up the requests behind it.
+        manual = stream.noack()
+        async for event in manual.events():
+            sent = audit.responder.handle(event.message.partition, event.message.offset, event.message.value)
+            sent.add_done_callback(lambda _, event=event: asyncio.ensure_future(manual.ack(event)))
 
 
 def _register_timers(audit: AuditApp) -> None:
@@ -223,9 +223,7 @@ def _register_timers(audit: AuditApp) -> None:
     async def clock_tick() -> None:
         if not audit.manager.recovered.is_set():
             return
-        now = audit.clock()
-        audit.replica.counts.expire(now)
-        due = summaries.due(audit.replica.counts, now)
+        due = summaries.tick(audit.replica.counts, audit.clock())
         if due and events_p0 in app.consumer.assignment():
             for value in due:
                 await app.producer.send(settings.windows_topic, None, value, None, None, None)

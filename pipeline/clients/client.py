@@ -50,7 +50,7 @@ Options = Mapping[str, Any] | str | None
 #: Keys of the options table that become request fields; any other key is ignored, as in Momentum.
 OPTION_KEYS: tuple[str, ...] = ("startv", "endv", "cidr", "cluster")
 
-DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_TIMEOUT_S = 20.0  # a worker dying takes ~6-8 s to be taken over (session 6 s)
 
 log = logging.getLogger(__name__)
 

@@ -112,3 +112,13 @@ class SummaryClock:
                 start += monitor.size_s
             self._next[monitor] = start
         return out
+
+    def tick(self, counts: WindowedCounts, now_s: float) -> list[bytes]:
+        """Summaries due now, then expiry of the windows they covered.
+
+        A window is freed only after its summary: expiring at ``now`` would drop a one-window
+        monitor's (``60,1``) window the moment it closes, ``window_grace_s`` before it is summarised.
+        Queries never see the difference (they ignore windows older than the kept ones)."""
+        out = self.due(counts, now_s)
+        counts.expire(now_s - self._settings.window_grace_s)
+        return out

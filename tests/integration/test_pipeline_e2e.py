@@ -228,14 +228,25 @@ async def test_every_error_code_and_unroutable_requests(kafka_bootstrap: str) ->
             await rq.send_raw(orjson.dumps(["an", "array"]))
             nowhere = {"id": "lost", "reply_to": "no.such.topic", "op": "connections", "monitor": "60,1"}
             await rq.send_raw(orjson.dumps({**nowhere, "cluster": True, "ip": "10.0.0.1"}))
+            # No request makes a worker write into inbound-audit's own topics.
+            for own in (settings.events_topic, settings.state_topic):
+                steer = {"id": "steer", "reply_to": own, "op": "connections", "monitor": "60,1", "cluster": True}
+                await rq.send_raw(orjson.dumps({**steer, "ip": "10.0.0.1"}))
             # The worker is still there, and answers at once although one reply cannot be delivered.
             ok_request = {"op": "connections", "monitor": "300, 6", "cluster": True, "ip": "192.0.2.1"}
             ok = await rq.ask(ok_request, timeout_s=3)
             assert ok["ok"] is True and ok["value"] == 0
-        dead = await read_topic(kafka_bootstrap, settings.deadletter_topic, min_count=4)
+        dead = await read_topic(kafka_bootstrap, settings.deadletter_topic, min_count=6)
         assert dead_letter_reasons(dead) == Counter(
-            {"invalid_json": 1, "missing_reply_to": 1, "not_an_object": 1, "undeliverable_reply": 1}
+            {
+                "invalid_json": 1,
+                "missing_reply_to": 1,
+                "not_an_object": 1,
+                "undeliverable_reply": 1,
+                "reply_to_internal_topic": 2,
+            }
         )
+        assert await read_topic(kafka_bootstrap, settings.events_topic, timeout_s=2) == []
         assert all(orjson.loads(r.value)["source_topic"] == settings.requests_topic for r in dead)
     finally:
         stop_all(workers)

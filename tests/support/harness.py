@@ -59,9 +59,10 @@ async def prepare_topics(env: dict[str, str]) -> Settings:
 class WorkerProcess:
     """``inbound-audit worker`` in a child process, with its log captured for readiness checks."""
 
-    def __init__(self, env: dict[str, str], name: str = "worker") -> None:
+    def __init__(self, env: dict[str, str], name: str = "worker", cwd: Path = REPO) -> None:
         self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
         self.name = name
+        self.cwd = cwd  # another checkout runs that checkout's worker (benchmarks compare revisions)
         self.lines: list[str] = []
         self.proc: subprocess.Popen[str] | None = None
 
@@ -69,7 +70,7 @@ class WorkerProcess:
         self.lines = []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pipeline.cli", "worker"],
-            cwd=REPO,
+            cwd=self.cwd,
             env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -69,3 +69,24 @@ def test_clock_summarises_each_closed_window_once_even_when_empty() -> None:
     assert clock.due(replica.counts, START + 67) == []
     later = [orjson.loads(s)["window_start"] for s in clock.due(replica.counts, START + 186)]
     assert later == [START + 60, START + 120]
+
+
+def test_a_one_window_monitor_is_summarised_with_what_it_counted() -> None:
+    """``60,1`` keeps only the current window: it must still be there when its summary is due."""
+    one = Monitor(60, 1)
+    settings = Settings(monitors=(one,), window_grace_s=5)
+    clock = SummaryClock(settings, START + 1)
+    replica = Replica((one,))
+    decoded = DecodedBatch(
+        node=["a", "b"], ts=[START + 10, START + 50], family=[4, 4], addr=[1, 2], metric=[0, 0], n=[3, 4]
+    )
+    replica.apply(delta_from_decoded(decoded, 0, [(0, 2, 0)]), START + 55)
+    for second in range(56, 65):  # the worker's clock ticks through the window's end and its grace
+        assert clock.tick(replica.counts, START + second) == []
+    summaries = [orjson.loads(s) for s in clock.tick(replica.counts, START + 65)]
+    assert {(s["scope"], s.get("node"), s["totals"]["connection"]) for s in summaries} == {
+        ("cluster", None, 7),
+        ("node", "a", 3),
+        ("node", "b", 4),
+    }
+    assert list(replica.counts.window_starts(one)) == []  # freed once summarised
