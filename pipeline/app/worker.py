@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError
 from pipeline.app.app import AuditApp, build_app
 from pipeline.core.snapshot import Snapshot, read_snapshot
 from pipeline.kafka.connection import client_options, connection_error
-from pipeline.kafka.topic_admin import ensure_topics
+from pipeline.kafka.topic_admin import ensure_state_retention, ensure_topics
 from pipeline.settings import Settings
 
 __all__ = ["STOP_DEADLINE_S", "prepare", "run_worker"]
@@ -93,7 +93,10 @@ async def prepare(settings: Settings, bootstrap: str) -> tuple[str, Snapshot | N
     """Create missing topics, learn the cluster id, pick the snapshot to start from."""
     report = await ensure_topics(settings, bootstrap)
     for line in report.lines():
-        log.info("%s", line)
+        log.log(logging.WARNING if line.startswith("MISMATCH") else logging.INFO, "%s", line)
+    raised = await ensure_state_retention(settings, bootstrap)
+    if raised is not None:
+        log.warning("%s", raised)
     try:
         cluster_id = await _cluster_id(settings, bootstrap)
     except KafkaError as exc:

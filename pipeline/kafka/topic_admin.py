@@ -14,12 +14,12 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
-from pipeline.errors import InboundAuditError
+from pipeline.errors import ConfigError, InboundAuditError
 from pipeline.kafka.connection import client_options, connection_error
 from pipeline.kafka.topic_specs import TopicSpec, topic_specs
 from pipeline.settings import Settings
 
-__all__ = ["TopicReport", "ensure_topics"]
+__all__ = ["TopicReport", "ensure_state_retention", "ensure_topics"]
 
 
 @dataclass(frozen=True)
@@ -126,3 +126,44 @@ async def ensure_topics(settings: Settings, bootstrap: str) -> TopicReport:
         ok=tuple(s for s in to_compare if not differences[s.name]),
         mismatches=tuple(f"{name}: {line}" for name, lines in differences.items() for line in lines),
     )
+
+
+#: ``config_source`` of a config set on the topic itself (DescribeConfigs v1+).
+_DYNAMIC_TOPIC_CONFIG = 1
+
+
+async def ensure_state_retention(settings: Settings, bootstrap: str) -> str | None:
+    """Make the state topic keep deltas as long as the longest monitor needs them.
+
+    A shorter retention would let a restarted worker replay a state log that has lost deltas of
+    windows the monitors still answer for. The retention is raised (keeping the topic's other
+    non-default configs: the plain AlterConfigs request replaces them all) and a line saying so
+    is returned; if the broker refuses, ``ConfigError`` names the fix.
+    """
+    spec = next(s for s in topic_specs(settings) if s.name == settings.state_topic)
+    needed = int(spec.configs["retention.ms"])
+    admin = AIOKafkaAdminClient(**client_options(settings, bootstrap), client_id="inbound-audit-topics")
+    try:
+        await admin.start()
+        (response,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, spec.name)])
+        (resource,) = response.to_object()["resources"]
+        _raise_for(resource["error_code"], f"cannot describe configs of {spec.name}", resource["error_message"])
+        entries = resource["config_entries"]
+        current = int(next(e["config_value"] for e in entries if e["config_names"] == "retention.ms"))
+        if current < 0 or current >= needed:
+            return None
+        kept = {e["config_names"]: e["config_value"] for e in entries if e["config_source"] == _DYNAMIC_TOPIC_CONFIG}
+        kept["retention.ms"] = str(needed)
+        (altered,) = await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, spec.name, kept)])
+        for result in altered.to_object()["resources"]:
+            if result["error_code"]:
+                raise ConfigError(
+                    f"{spec.name} keeps deltas {current} ms but the monitors need {needed} ms, and raising it "
+                    f"failed ({result['error_message'] or result['error_code']}): run kafka-configs.sh --alter "
+                    f"--entity-type topics --entity-name {spec.name} --add-config retention.ms={needed}"
+                )
+    except KafkaError as exc:
+        raise await connection_error(settings, exc, bootstrap) from exc
+    finally:
+        await admin.close()
+    return f"raised retention.ms of {spec.name} from {current} to {needed} (the longest monitor span plus 1 h)"
