@@ -64,10 +64,8 @@ class Responder:
             await self.producer.stop()
 
     def handle(self, partition: int, offset: int, raw: bytes | None) -> asyncio.Future[None]:
-        """Answer one request; the reply (or dead letter) is sent in the background.
-
-        The returned future is done once the reply (or dead letter) is on the broker: only then may
-        the request's offset be committed, so a crash never swallows a reply."""
+        """Answer one request; the reply (or dead letter) is sent in the background (the returned
+        future is done once it is on the broker)."""
         try:
             obj, reply_to = read_envelope(raw)
             if reply_to in self._internal:
