@@ -33,6 +33,7 @@ from pipeline.app.queries import Responder
 from pipeline.app.range_reader import RangeReader
 from pipeline.app.state_table import FleetStateManager, FleetStateTable
 from pipeline.app.transport import Transport
+from pipeline.app.web import register_web
 from pipeline.core.replica import Replica
 from pipeline.core.snapshot import Snapshot, encode_snapshot, write_bytes_atomically
 from pipeline.core.summaries import SummaryClock
@@ -185,6 +186,7 @@ def build_app(settings: Settings, bootstrap: str, *, clock: Callable[[], float] 
     app.service(_lifecycle(audit))
     app.on_partitions_revoked.connect(_forget_revoked(audit))
     app.on_partitions_assigned.connect(_log_assigned(audit))
+    register_web(audit)
     return audit
 
 
