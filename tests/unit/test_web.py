@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -100,3 +101,16 @@ def test_query_parameters_are_typed_where_they_parse() -> None:
     }
     assert request_from_params({"cluster": "TRUE"})["cluster"] is True
     assert request_from_params({"cluster": "yes"})["cluster"] == "yes"
+
+
+async def test_the_readme_lists_every_metric(served: tuple[AuditApp, str]) -> None:
+    _, base = served
+    async with aiohttp.ClientSession() as session, session.get(base + "/metrics") as response:
+        families = {f.name for f in text_string_to_metric_families(await response.text())}
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^\| `(inbound_audit_\w+)` \|", readme, re.MULTILINE))
+    counters = {name.removesuffix("_total") for name in listed}
+    # prometheus_client adds a ``_created`` series (the start time) to its histogram.
+    ours = {name for name in families if name.startswith("inbound_audit_") and not name.endswith("_created")}
+    assert ours == counters
+    assert any(name.startswith("process_") for name in families)
