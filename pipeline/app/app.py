@@ -63,6 +63,7 @@ class AuditApp:
     clock: Callable[[], float] = time.time
     cluster_id: str = ""
     failure: str | None = None
+    summaries_published: int = 0  # for the metrics
     started_s: float = field(default_factory=time.monotonic)
 
     @property
@@ -229,6 +230,7 @@ def _register_timers(audit: AuditApp) -> None:
         if due and events_p0 in app.consumer.assignment():
             for value in due:
                 await app.producer.send(settings.windows_topic, None, value, None, None, None)
+                audit.summaries_published += 1
 
     if settings.snapshot_interval_s:
 

@@ -175,6 +175,11 @@ class _AuditCollector(Collector):
             ("state_undecodable", health.undecodable, "State-topic records that could not be decoded."),
         ):
             yield CounterMetricFamily(f"inbound_audit_{name}", doc, value=value)
+        yield CounterMetricFamily(
+            "inbound_audit_window_summaries",
+            "Window summaries this worker published (the owner of events partition 0 does).",
+            value=self.audit.summaries_published,
+        )
         ready = _readiness(self.audit)[0]
         yield GaugeMetricFamily("inbound_audit_ready", "1 once the replica caught up with the state log.", value=ready)
         offsets = GaugeMetricFamily(

@@ -70,6 +70,7 @@ async def test_ready_and_queries_wait_for_recovery(served: tuple[AuditApp, str])
     assert (await metric_samples(base))["inbound_audit_ready[]"] == 0
 
     audit.manager.recovered.set()
+    audit.summaries_published = 3
     status, body = await get(base, "/ready")
     assert status == 200 and body["ready"] is True
     assert await get(base, "/query", ask) == (200, {"ok": True, "value": 0})
@@ -80,6 +81,7 @@ async def test_ready_and_queries_wait_for_recovery(served: tuple[AuditApp, str])
 
     samples = await metric_samples(base)
     assert samples["inbound_audit_ready[]"] == 1
+    assert samples["inbound_audit_window_summaries_total[]"] == 3
     assert samples["inbound_audit_requests_total[('op', 'connections'), ('outcome', 'ok')]"] == 1
     assert samples["inbound_audit_requests_total[('op', 'connections'), ('outcome', 'window_out_of_range')]"] == 1
     # A request's own op text never becomes a label value.
