@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.app.app import AuditApp, build_app
@@ -116,3 +117,19 @@ async def test_the_readme_lists_every_metric(served: tuple[AuditApp, str]) -> No
     ours = {name for name in families if name.startswith("inbound_audit_") and not name.endswith("_created")}
     assert ours == counters
     assert any(name.startswith("process_") for name in families)
+
+
+def test_the_scrape_example_targets_every_compose_worker() -> None:
+    deploy = Path(__file__).resolve().parents[2] / "deploy"
+    scrape = yaml.safe_load((deploy / "prometheus.yml").read_text(encoding="utf-8"))
+    compose = yaml.safe_load((deploy / "compose.yaml").read_text(encoding="utf-8"))
+    published = {
+        port.rsplit(":", 1)[0]
+        for name, service in compose["services"].items()
+        if name.startswith("worker")
+        for port in service["ports"]
+        if port.endswith(":6066")
+    }
+    (job,) = scrape["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    assert {t for c in job["static_configs"] for t in c["targets"]} == published
