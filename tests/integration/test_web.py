@@ -70,12 +70,11 @@ async def wait_applied(web: Web, stream: Stream, timeout_s: float = 60.0) -> dic
     deadline = time.monotonic() + timeout_s
     while True:
         samples = await web.samples()
-        written = samples[("inbound_audit_deltas_written_total", ())]
-        if samples[("inbound_audit_events_total", ())] >= valid and samples[
-            ("inbound_audit_deltas_applied_total", ())
-        ] == (written):
+        counted = samples[("inbound_audit_events_total", ())]
+        written, applied = (samples[(f"inbound_audit_deltas_{n}_total", ())] for n in ("written", "applied"))
+        if counted >= valid and applied == written:
             return samples
-        assert time.monotonic() < deadline, f"not caught up: {samples.get(('inbound_audit_events_total', ()))}"
+        assert time.monotonic() < deadline, f"not caught up: {counted} of {valid} events, {applied} of {written}"
         await asyncio.sleep(0.3)
 
 
