@@ -13,6 +13,8 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from faust.exceptions import ConsumerNotStarted
+from faust.types import TP
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -188,6 +190,26 @@ class _AuditCollector(Collector):
         for partition, offset in sorted(manager.positions.items()):
             offsets.add_metric([str(partition)], offset)
         yield offsets
+        yield self._lag()
+
+    def _lag(self) -> Metric:
+        """Records behind the state topic's end per partition, as of the consumer's last fetch (no
+        broker call at scrape time); absent until the replica has caught up."""
+        lag = GaugeMetricFamily(
+            "inbound_audit_state_lag", "State-topic records not yet applied, per partition.", labels=["partition"]
+        )
+        audit, consumer = self.audit, self.audit.app.consumer
+        try:
+            assigned = consumer.assignment()
+        except ConsumerNotStarted:
+            return lag
+        if audit.manager.recovered.is_set():
+            for partition in range(audit.settings.partitions):
+                tp = TP(audit.settings.state_topic, partition)
+                end = consumer.highwater(tp) if tp in assigned else None
+                if end is not None:
+                    lag.add_metric([str(partition)], max(0, end - 1 - audit.manager.positions.get(partition, -1)))
+        return lag
 
     def _replica(self) -> Iterator[Metric]:
         counts = self.audit.replica.counts
