@@ -33,6 +33,7 @@ from pipeline.app.queries import Responder
 from pipeline.app.range_reader import RangeReader
 from pipeline.app.state_table import FleetStateManager, FleetStateTable
 from pipeline.app.transport import Transport
+from pipeline.app.web import register_web
 from pipeline.core.replica import Replica
 from pipeline.core.snapshot import Snapshot, encode_snapshot, write_bytes_atomically
 from pipeline.core.summaries import SummaryClock
@@ -62,6 +63,7 @@ class AuditApp:
     clock: Callable[[], float] = time.time
     cluster_id: str = ""
     failure: str | None = None
+    summaries_published: int = 0  # for the metrics
     started_s: float = field(default_factory=time.monotonic)
 
     @property
@@ -185,6 +187,7 @@ def build_app(settings: Settings, bootstrap: str, *, clock: Callable[[], float] 
     app.service(_lifecycle(audit))
     app.on_partitions_revoked.connect(_forget_revoked(audit))
     app.on_partitions_assigned.connect(_log_assigned(audit))
+    register_web(audit)
     return audit
 
 
@@ -225,6 +228,7 @@ def _register_timers(audit: AuditApp) -> None:
         if due and events_p0 in app.consumer.assignment():
             for value in due:
                 await app.producer.send(settings.windows_topic, None, value, None, None, None)
+                audit.summaries_published += 1
 
     if settings.snapshot_interval_s:
 

@@ -60,6 +60,7 @@ class Ingester:
         self.decoder = BatchDecoder(settings.monitors, settings.max_future_s, settings.decoder)
         self._cursor: dict[int, int] = {}  # events partition -> last source offset written
         self.stats = Counter[str]()
+        self.dead_letter_reasons = Counter[str]()  # for the metrics: dead letters by reason
         self._pending: set[asyncio.Future[Any]] = set()
         #: Set when a write failed for good: the worker must stop rather than lose a delta.
         self.failure: BaseException | None = None
@@ -150,6 +151,7 @@ class Ingester:
         )
         topic, deadletter_topic = self.settings.events_topic, self.settings.deadletter_topic
         for offset, rejection in rejected:
+            self.dead_letter_reasons[rejection.reason] += 1
             letter = orjson.dumps(dead_letter_record(rejection, topic, partition, offset))
             self._track(await self._send(deadletter_topic, None, letter, None))
         self._track(await self._send(self.settings.state_topic, b"delta", encode_delta(delta), partition))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from prometheus_client import Histogram
 
 from pipeline.core.events import Rejection, dead_letter_record
 from pipeline.core.query import Unroutable, answer, parse_request, read_envelope, reply_error, reply_value
@@ -31,6 +33,9 @@ __all__ = ["Responder"]
 REPLY_ATTEMPTS = 4
 
 log = logging.getLogger(__name__)
+
+#: Answers take microseconds (two binary searches per window) up to milliseconds (wide ranges).
+LATENCY_BUCKETS_S = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 0.1, 1.0)
 
 
 class Responder:
@@ -50,6 +55,14 @@ class Responder:
         self.producer: AIOKafkaProducer | None = None
         self._replies: set[asyncio.Task[None]] = set()
         self.stats = Counter[str]()
+        self.dead_letter_reasons = Counter[str]()
+        #: Time to validate and answer one request (bus or HTTP); registered by ``web.py``.
+        self.latency = Histogram(
+            "inbound_audit_query_latency_seconds",
+            "Time to validate and answer one audit request.",
+            registry=None,
+            buckets=LATENCY_BUCKETS_S,
+        )
 
     async def start(self, client_options: dict[str, Any]) -> None:
         # No linger: a reply is one record someone is waiting for. A short metadata wait so a
@@ -77,16 +90,29 @@ class Responder:
             return self._background(self._dead_letter(Rejection(exc.reason, exc.detail, raw or b""), partition, offset))
         request_id = obj.get("id")
         try:
-            request = parse_request(obj, self.settings.monitors)
-            replica = self._replica()
-            value = reply_value(request_id, answer(request, replica.counts, replica.gauge, self._clock()))
-            self.stats[f"{request.op}:ok"] += 1
+            value = reply_value(request_id, self.evaluate(obj))
         except AuditError as exc:
             value = reply_error(request_id, exc)
-            self.stats[f"{obj.get('op')}:{exc.code}" if isinstance(obj.get("op"), str) else exc.code] += 1
         key = request_id.encode() if isinstance(request_id, str) else None
-        self.stats["requests"] += 1
         return self._background(self._reply(reply_to, key, value, partition, offset, raw or b""))
+
+    def evaluate(self, obj: dict[str, Any]) -> int:
+        """The value a routable request asks for (raises ``AuditError``); the bus and HTTP share it,
+        so both give the same answers and are counted and timed alike."""
+        started = time.perf_counter()
+        op = obj.get("op")
+        try:
+            request = parse_request(obj, self.settings.monitors)
+            replica = self._replica()
+            value = answer(request, replica.counts, replica.gauge, self._clock())
+        except AuditError as exc:
+            self.stats[f"{op}:{exc.code}" if isinstance(op, str) else exc.code] += 1
+            raise
+        finally:
+            self.stats["requests"] += 1
+            self.latency.observe(time.perf_counter() - started)
+        self.stats[f"{request.op}:ok"] += 1
+        return value
 
     def _background(self, coro: Any) -> asyncio.Future[None]:
         task = asyncio.ensure_future(coro)
@@ -124,6 +150,7 @@ class Responder:
         assert self.producer is not None
         letter = dead_letter_record(rejection, self.settings.requests_topic, partition, offset)
         self.stats["dead_letters"] += 1
+        self.dead_letter_reasons[rejection.reason] += 1
         try:
             await self.producer.send_and_wait(self.settings.deadletter_topic, orjson.dumps(letter))
         except KafkaError as exc:
