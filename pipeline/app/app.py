@@ -22,7 +22,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -64,7 +64,6 @@ class AuditApp:
     cluster_id: str = ""
     failure: str | None = None
     summaries_published: int = 0  # for the metrics
-    started_s: float = field(default_factory=time.monotonic)
 
     @property
     def manager(self) -> FleetStateManager:

@@ -154,7 +154,7 @@ class Ingester:
             self.dead_letter_reasons[rejection.reason] += 1
             letter = orjson.dumps(dead_letter_record(rejection, topic, partition, offset))
             self._track(await self._send(deadletter_topic, None, letter, None))
-        self._track(await self._send(self.settings.state_topic, b"delta", encode_delta(delta), partition))
+        self._track(await self._send(self.settings.state_topic, None, encode_delta(delta), partition))
         self.stats["events"] += delta.event_count + len(delta.sessions)
         self.stats["dead_letters"] += len(rejected)
         self.stats["deltas"] += 1

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from aiokafka.errors import KafkaError
 from faust.tables.objects import ChangeloggedObject, ChangeloggedObjectManager
 from faust.tables.table import Table
 from faust.types import TP, EventT
@@ -184,16 +185,24 @@ class FleetStateManager(ChangeloggedObjectManager):
             start = self.positions.get(partition, -1) + 1
             stop = self.held[partition][0][0]
             topic = self.table.changelog_topic.get_topic_name()
-            for record in await self.reader.read(topic, partition, start, stop):
+            while True:
+                try:
+                    records = await self.reader.read(topic, partition, start, stop)
+                    break
+                except KafkaError as exc:  # Kafka away for a moment: the held deltas wait, then retry
+                    log.warning("state partition %d: re-reading for the gap failed (%r); retrying", partition, exc)
+                    await asyncio.sleep(1.0)
+            for record in records:
                 try:
                     outcome = self.replica.apply(decode_delta(record.value), self.clock())
                 except ValueError:
                     outcome = "duplicate"
                 if outcome != "gap":
                     self.positions[partition] = record.offset
-            self._release(partition)
         finally:
             self._repairs.pop(partition, None)
+        # After the repair is unregistered: a new gap met while releasing starts its own repair.
+        self._release(partition)
 
     def _release(self, partition: int) -> None:
         held = self.held.pop(partition, [])
