@@ -38,6 +38,7 @@ from pipeline.core.replica import Replica
 from pipeline.core.snapshot import Snapshot, encode_snapshot, write_bytes_atomically
 from pipeline.core.summaries import SummaryClock
 from pipeline.kafka.connection import client_options, faust_broker_options
+from pipeline.kafka.group_members import member_client_id
 from pipeline.settings import Settings
 
 __all__ = ["AuditApp", "build_app"]
@@ -115,6 +116,7 @@ def _faust_app(settings: Settings, bootstrap: str) -> faust.App:
     return _FaustApp(
         settings.group_id,
         **faust_broker_options(settings, bootstrap),
+        broker_client_id=member_client_id(settings),
         store="memory://",
         processing_guarantee="at_least_once",
         autodiscover=False,

@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError
 from pipeline.app.app import AuditApp, build_app
 from pipeline.core.snapshot import Snapshot, read_snapshot
 from pipeline.kafka.connection import client_options, connection_error
+from pipeline.kafka.group_members import ensure_group_monitors
 from pipeline.kafka.topic_admin import ensure_state_retention, ensure_topics
 from pipeline.settings import Settings
 
@@ -97,6 +98,7 @@ async def prepare(settings: Settings, bootstrap: str) -> tuple[str, Snapshot | N
     raised = await ensure_state_retention(settings, bootstrap)
     if raised is not None:
         log.warning("%s", raised)
+    await ensure_group_monitors(settings, bootstrap)
     try:
         cluster_id = await _cluster_id(settings, bootstrap)
     except KafkaError as exc:

@@ -306,6 +306,20 @@ async def test_mtls_client_certificate_authenticates_the_mta(fleet: Fleet) -> No
     assert await _fleet_answer(fleet, "rejections", {"cidr": "203.0.113.80", "endv": 1}) == 3
 
 
+async def test_a_worker_that_may_not_raise_the_state_retention_refuses_to_start(fleet: Fleet) -> None:
+    """The worker's grants (deploy/acls.sh) do not include AlterConfigs: with a monitor longer than the
+    state topic keeps deltas, it must refuse to start, naming the command that fixes it."""
+    longer = fleet.role_env("worker", INBOUND_AUDIT_MONITORS=f"{MONITOR} 86400,2")
+    worker = WorkerProcess(longer, name="long monitors").start()
+    assert worker.proc is not None
+    assert await asyncio.to_thread(worker.proc.wait, 60) == 2
+    worker.stop()  # joins the log pump
+    needed = (2 * 86400 + 3600) * 1000
+    refusal = [line for line in worker.lines if "kafka-configs.sh --alter" in line]
+    assert len(refusal) == 1, worker.lines
+    assert f"--entity-name {fleet.env['INBOUND_AUDIT_STATE_TOPIC']} --add-config retention.ms={needed}" in refusal[0]
+
+
 async def test_worker_over_sasl_ssl(fleet: Fleet) -> None:
     """Runs last in this module: replaces the plaintext worker by one connecting as ``worker`` over SASL_SSL."""
     fleet.worker.stop()
