@@ -32,11 +32,11 @@ from pipeline.app.ingest import Ingester, SourceMessage
 from pipeline.app.queries import Responder
 from pipeline.app.range_reader import RangeReader
 from pipeline.app.state_table import FleetStateManager, FleetStateTable
+from pipeline.app.summary_publisher import SummaryPublisher
 from pipeline.app.transport import Transport
 from pipeline.app.web import register_web
 from pipeline.core.replica import Replica
 from pipeline.core.snapshot import Snapshot, encode_snapshot, write_bytes_atomically
-from pipeline.core.summaries import SummaryClock
 from pipeline.kafka.connection import client_options, faust_broker_options
 from pipeline.kafka.group_members import member_client_id
 from pipeline.settings import Settings
@@ -61,10 +61,14 @@ class AuditApp:
     table: FleetStateTable
     ingester: Ingester
     responder: Responder
+    summaries: SummaryPublisher
     clock: Callable[[], float] = time.time
     cluster_id: str = ""
     failure: str | None = None
-    summaries_published: int = 0  # for the metrics
+
+    @property
+    def summaries_published(self) -> int:
+        return self.summaries.published
 
     @property
     def manager(self) -> FleetStateManager:
@@ -179,6 +183,7 @@ def build_app(settings: Settings, bootstrap: str, *, clock: Callable[[], float] 
         table,
         Ingester(settings, lambda: manager.replica, send, reader),
         Responder(settings, lambda: manager.replica, clock),
+        SummaryPublisher(settings, lambda: client_options(settings, bootstrap), reader),
         clock,
     )
     manager.reader = reader
@@ -218,18 +223,13 @@ def _register_agents(audit: AuditApp, events: faust.TopicT, requests: faust.Topi
 
 def _register_timers(audit: AuditApp) -> None:
     app, settings = audit.app, audit.settings
-    summaries = SummaryClock(settings, audit.clock())
     events_p0 = faust.types.TP(settings.events_topic, 0)
 
     @app.timer(1.0, name="clock")
     async def clock_tick() -> None:
-        if not audit.manager.recovered.is_set():
-            return
-        due = summaries.tick(audit.replica.counts, audit.clock())
-        if due and events_p0 in app.consumer.assignment():
-            for value in due:
-                await app.producer.send(settings.windows_topic, None, value, None, None, None)
-                audit.summaries_published += 1
+        if audit.manager.recovered.is_set():
+            owner = events_p0 in app.consumer.assignment()
+            await audit.summaries.tick(owner, audit.replica, audit.clock())
 
     if settings.snapshot_interval_s:
 
@@ -273,6 +273,7 @@ def _lifecycle(audit: AuditApp) -> type[Service]:
 
         async def on_stop(self) -> None:
             await audit.responder.stop()
+            await audit.summaries.stop()
             if audit.settings.snapshot_interval_s and audit.manager.recovered.is_set() and audit.failure is None:
                 await audit.save_snapshot()
 

@@ -16,28 +16,43 @@ __all__ = ["RangeReader"]
 
 
 class RangeReader:
-    """``await read(topic, partition, start, stop)``: the records with ``start <= offset < stop``."""
+    """``await read(topic, partition, start, stop)``: the committed records with ``start <= offset < stop``;
+    ``await tail(topic, partition, count)``: those among the partition's last ``count`` offsets."""
 
     def __init__(self, client_options: Callable[[], dict[str, Any]]) -> None:
         self._client_options = client_options
 
     async def read(self, topic: str, partition: int, start: int, stop: int) -> list[Any]:
+        return await self._read(TopicPartition(topic, partition), lambda begin, end: (start, min(stop, end)))
+
+    async def tail(self, topic: str, partition: int, count: int) -> tuple[list[Any], bool]:
+        """The records, and whether they reach back to the partition's beginning."""
+        reached: list[bool] = []
+
+        def span(begin: int, end: int) -> tuple[int, int]:
+            reached.append(end - count <= begin)
+            return max(begin, end - count), end
+
+        records = await self._read(TopicPartition(topic, partition), span)
+        return records, reached[0]
+
+    async def _read(self, tp: TopicPartition, span: Callable[[int, int], tuple[int, int]]) -> list[Any]:
         consumer = AIOKafkaConsumer(
             **self._client_options(),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
         )
-        tp = TopicPartition(topic, partition)
         await consumer.start()
         try:
             consumer.assign([tp])
+            begin = (await consumer.beginning_offsets([tp]))[tp]
+            start, end = span(begin, (await consumer.end_offsets([tp]))[tp])
             consumer.seek(tp, start)
-            end = min(stop, (await consumer.end_offsets([tp]))[tp])
             out: list[Any] = []
             while await consumer.position(tp) < end:
                 batches = await consumer.getmany(tp, timeout_ms=1000)
-                out.extend(r for r in batches.get(tp, []) if start <= r.offset < stop)
+                out.extend(r for r in batches.get(tp, []) if start <= r.offset < end)
             return out
         finally:
             await consumer.stop()

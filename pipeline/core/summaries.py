@@ -16,7 +16,7 @@ from pipeline.core.prefix_counts import PrefixCounts, keys_to_ints
 from pipeline.core.windows import Monitor
 from pipeline.settings import Settings
 
-__all__ = ["SummaryClock", "summarize_window", "TOP_LEVELS"]
+__all__ = ["SummaryClock", "summarize_window", "TOP_LEVELS", "TAKEOVER_HOLD_S"]
 
 #: (label, family, prefix length) of the standard top-talker levels.
 TOP_LEVELS: tuple[tuple[str, int, int], ...] = (
@@ -92,33 +92,73 @@ def summarize_window(
     return summary
 
 
+#: Closed windows stay in memory this long after their summary is due, so that a worker taking over
+#: the summaries from one that died (a session timeout plus a rebalance) still holds them.
+TAKEOVER_HOLD_S = 60.0
+
+
 class SummaryClock:
-    """Remembers, per monitor, the last window summarised, so each closes exactly once here."""
+    """Which windows are due for a summary, per monitor, from where the publisher resumed.
 
-    def __init__(self, settings: Settings, now_s: float) -> None:
+    Inactive until ``resume``: only the one worker that publishes summaries keeps positions, and it
+    resumes after the last window the windows topic already holds, so a window is summarised once
+    whichever worker publishes it.
+    """
+
+    def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._next: dict[Monitor, int] = {m: m.window_start(now_s) for m in settings.monitors}
+        self._next: dict[Monitor, int] = {}
 
-    def due(self, counts: WindowedCounts, now_s: float) -> list[bytes]:
-        """Encoded summaries of every window that closed since the last call."""
-        out: list[bytes] = []
+    def resume(self, last_summarised: dict[str, int], now_s: float) -> list[str]:
+        """Continue after each monitor's last summarised window (the current window for a monitor
+        never summarised); returns one line per run of windows freed before anyone summarised them."""
+        lost = []
+        held_since = now_s - self._settings.window_grace_s - TAKEOVER_HOLD_S
+        for monitor in self._settings.monitors:
+            last = last_summarised.get(monitor.name)
+            if last is None:
+                self._next[monitor] = monitor.window_start(now_s)
+                continue
+            first_held = monitor.oldest_kept_start(held_since)
+            self._next[monitor] = max(last + monitor.size_s, first_held)
+            if first_held > last + monitor.size_s:
+                lost.append(
+                    f"monitor {monitor.name}: windows {last + monitor.size_s}..{first_held - monitor.size_s} "
+                    "closed while no worker held them; they have no summary"
+                )
+        return lost
+
+    def pause(self) -> None:
+        self._next = {}
+
+    def due(
+        self, counts: WindowedCounts, now_s: float, counted_s: float | None = None
+    ) -> tuple[list[tuple[str, bytes]], dict[Monitor, int]]:
+        """(monitor, encoded summary) of every window closed since the last ``advance``, and where to
+        advance once they are published. ``counted_s``: every event that reached Kafka before it is
+        counted, so windows ending ``window_grace_s`` before it are complete (default: ``now_s``)."""
+        out: list[tuple[str, bytes]] = []
+        until = now_s if counted_s is None else min(now_s, counted_s)
         grace = self._settings.window_grace_s
+        upto = {}
         for monitor, start in self._next.items():
-            while start + monitor.size_s + grace <= now_s:
+            while start + monitor.size_s + grace <= until:
                 nodes = sorted({k.node for k in counts.window_cells(monitor, start) if k.node is not None})
                 for node in [None, *nodes]:
                     summary = summarize_window(counts, monitor, start, node, self._settings.top_talkers, now_s)
-                    out.append(orjson.dumps(summary))
+                    out.append((monitor.name, orjson.dumps(summary)))
                 start += monitor.size_s
-            self._next[monitor] = start
-        return out
+            upto[monitor] = start
+        return out, upto
 
-    def tick(self, counts: WindowedCounts, now_s: float) -> list[bytes]:
-        """Summaries due now, then expiry of the windows they covered.
+    def advance(self, upto: dict[Monitor, int]) -> None:
+        if self._next:
+            self._next.update(upto)
 
-        A window is freed only after its summary: expiring at ``now`` would drop a one-window
-        monitor's (``60,1``) window the moment it closes, ``window_grace_s`` before it is summarised.
-        Queries never see the difference (they ignore windows older than the kept ones)."""
-        out = self.due(counts, now_s)
-        counts.expire(now_s - self._settings.window_grace_s)
-        return out
+    def expire(self, counts: WindowedCounts, now_s: float) -> None:
+        """Free windows once every worker is past summarising them.
+
+        Expiring at ``now`` would drop a one-window monitor's (``60,1``) window the moment it
+        closes, before it is summarised. Queries never see the difference (they ignore windows
+        older than the kept ones)."""
+        counts.expire(now_s - self._settings.window_grace_s - TAKEOVER_HOLD_S)

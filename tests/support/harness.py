@@ -101,6 +101,11 @@ class WorkerProcess:
     async def wait_ready(self, timeout_s: float = 60.0) -> None:
         await self.wait_for_log("answering queries", timeout_s)
 
+    def send(self, sig: int) -> None:
+        """Send ``sig`` without waiting for an exit (SIGSTOP, SIGCONT)."""
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(sig)

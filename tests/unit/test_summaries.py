@@ -11,7 +11,7 @@ import orjson
 from pipeline.core.delta import delta_from_decoded
 from pipeline.core.events import DecodedBatch
 from pipeline.core.replica import Replica
-from pipeline.core.summaries import TOP_LEVELS, SummaryClock, summarize_window
+from pipeline.core.summaries import TAKEOVER_HOLD_S, TOP_LEVELS, SummaryClock, summarize_window
 from pipeline.core.windows import Monitor
 from pipeline.settings import Settings
 
@@ -59,34 +59,85 @@ def test_summary_matches_brute_force() -> None:
                 assert [row[name] for name in names] == [counts[m] for m in range(3)]
 
 
+def _published(clock: SummaryClock, replica: Replica, now_s: float) -> list[dict[str, object]]:
+    """What a publisher sends at ``now_s``: the due summaries, after which the clock advances."""
+    clock.expire(replica.counts, now_s)
+    due, upto = clock.due(replica.counts, now_s)
+    clock.advance(upto)
+    assert all(monitor == orjson.loads(value)["monitor"] for monitor, value in due)
+    return [orjson.loads(value) for _, value in due]
+
+
 def test_clock_summarises_each_closed_window_once_even_when_empty() -> None:
     settings = Settings(monitors=(MONITOR,), window_grace_s=5)
-    clock = SummaryClock(settings, START + 10)
+    clock = SummaryClock(settings)
     replica = Replica((MONITOR,))
-    assert clock.due(replica.counts, START + 64) == []  # closed, but still in its grace period
-    first = [orjson.loads(s) for s in clock.due(replica.counts, START + 66)]
+    assert clock.resume({}, START + 10) == []  # nothing published yet: from the current window on
+    assert _published(clock, replica, START + 64) == []  # closed, but still in its grace period
+    first = _published(clock, replica, START + 66)
     assert [(s["window_start"], s["scope"], s["totals"]["connection"]) for s in first] == [(START, "cluster", 0)]
-    assert clock.due(replica.counts, START + 67) == []
-    later = [orjson.loads(s)["window_start"] for s in clock.due(replica.counts, START + 186)]
+    assert _published(clock, replica, START + 67) == []
+    later = [s["window_start"] for s in _published(clock, replica, START + 186)]
     assert later == [START + 60, START + 120]
+
+
+def test_a_clock_that_is_not_publishing_summarises_nothing() -> None:
+    clock = SummaryClock(Settings(monitors=(MONITOR,), window_grace_s=5))
+    replica = Replica((MONITOR,))
+    assert _published(clock, replica, START + 600) == []
+    clock.resume({}, START + 10)
+    clock.pause()
+    assert _published(clock, replica, START + 600) == []
+
+
+def test_a_new_publisher_resumes_after_the_last_published_window() -> None:
+    """The windows topic says what the last publisher got out; windows freed since are reported lost."""
+    settings = Settings(monitors=(MONITOR, Monitor(10, 2)), window_grace_s=5)
+    clock = SummaryClock(settings)
+    replica = Replica(settings.monitors)
+    assert clock.resume({MONITOR.name: START - 60, "10,2": START + 40}, START + 69) == []
+    assert [(s["monitor"], s["window_start"]) for s in _published(clock, replica, START + 70)] == [
+        (MONITOR.name, START),
+        ("10,2", START + 50),
+    ]
+    # Ten minutes later a monitor of 60 s x 3 still holds its last three windows plus the takeover hold.
+    late = SummaryClock(settings)
+    lines = late.resume({MONITOR.name: START - 60, "10,2": START + 40}, START + 660)
+    first_held = START + 660 - 5 - TAKEOVER_HOLD_S
+    first_held_60 = MONITOR.oldest_kept_start(first_held)
+    assert lines == [
+        f"monitor {MONITOR.name}: windows {START}..{first_held_60 - 60} closed while no worker held them; "
+        "they have no summary",
+        f"monitor 10,2: windows {START + 50}..{Monitor(10, 2).oldest_kept_start(first_held) - 10} closed while "
+        "no worker held them; they have no summary",
+    ]
+    assert [s["window_start"] for s in _published(late, replica, START + 660) if s["monitor"] == MONITOR.name] == [
+        first_held_60 + 60 * i for i in range((START + 600 - first_held_60) // 60)
+    ]
 
 
 def test_a_one_window_monitor_is_summarised_with_what_it_counted() -> None:
     """``60,1`` keeps only the current window: it must still be there when its summary is due."""
     one = Monitor(60, 1)
     settings = Settings(monitors=(one,), window_grace_s=5)
-    clock = SummaryClock(settings, START + 1)
+    clock = SummaryClock(settings)
+    clock.resume({}, START + 1)
     replica = Replica((one,))
     decoded = DecodedBatch(
         node=["a", "b"], ts=[START + 10, START + 50], family=[4, 4], addr=[1, 2], metric=[0, 0], n=[3, 4]
     )
     replica.apply(delta_from_decoded(decoded, 0, [(0, 2, 0)]), START + 55)
     for second in range(56, 65):  # the worker's clock ticks through the window's end and its grace
-        assert clock.tick(replica.counts, START + second) == []
-    summaries = [orjson.loads(s) for s in clock.tick(replica.counts, START + 65)]
+        assert _published(clock, replica, START + second) == []
+    summaries = _published(clock, replica, START + 65)
     assert {(s["scope"], s.get("node"), s["totals"]["connection"]) for s in summaries} == {
         ("cluster", None, 7),
         ("node", "a", 3),
         ("node", "b", 4),
     }
-    assert list(replica.counts.window_starts(one)) == []  # freed once summarised
+    clock.expire(replica.counts, START + 64 + TAKEOVER_HOLD_S)
+    assert list(replica.counts.window_starts(one)) == [
+        START
+    ]  # held for a publisher taking over
+    clock.expire(replica.counts, START + 65 + TAKEOVER_HOLD_S)
+    assert list(replica.counts.window_starts(one)) == []

@@ -71,7 +71,7 @@ async def test_ready_and_queries_wait_for_recovery(served: tuple[AuditApp, str])
     assert (await metric_samples(base))["inbound_audit_ready[]"] == 0
 
     audit.manager.recovered.set()
-    audit.summaries_published = 3
+    audit.summaries.published = 3
     status, body = await get(base, "/ready")
     assert status == 200 and body["ready"] is True
     assert await get(base, "/query", ask) == (200, {"ok": True, "value": 0})
