@@ -202,6 +202,7 @@ def _register_agents(audit: AuditApp, events: faust.TopicT, requests: faust.Topi
 
     @app.agent(events, name="ingest")
     async def ingest(stream: faust.StreamT) -> None:
+        assert isinstance(stream, faust.Stream)  # take_events is not on the StreamT interface
         async for batch in stream.take_events(TAKE_MESSAGES, within=TAKE_WITHIN_S):
             await audit.ingester.ingest(
                 [

@@ -31,6 +31,7 @@ from faust.tables.objects import ChangeloggedObject, ChangeloggedObjectManager
 from faust.tables.table import Table
 from faust.types import TP, EventT
 from faust.types.tables import GlobalTableT
+from yarl import URL
 
 from pipeline.app.range_reader import RangeReader
 from pipeline.core.delta import Delta, decode_delta
@@ -85,7 +86,7 @@ class FleetStateManager(ChangeloggedObjectManager):
 
     def __init__(self, table: Table, **kwargs: Any) -> None:
         super().__init__(table, **kwargs)
-        self.url = f"fleet-state://{self.table_name}"  # what Faust's log lines show for a store
+        self.url = URL(f"fleet-state://{self.table_name}")  # what Faust's log lines show for a store
         self.positions: dict[int, int] = {}  # changelog partition -> last record applied
         self.held: dict[int, list[tuple[int, Delta]]] = {}  # changelog partition -> deltas after a gap
         self.health = Health()
