@@ -6,7 +6,6 @@ import argparse
 import logging
 from typing import Any
 
-from pipeline.app.worker import run_worker
 from pipeline.kafka.local_kafka import resolve_bootstrap
 from pipeline.settings import Settings
 
@@ -14,6 +13,8 @@ __all__ = ["register"]
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.app.worker import run_worker  # only the worker pays for importing Faust (~0.5 s)
+
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return run_worker(settings, resolve_bootstrap(settings), args.log_level)
 
