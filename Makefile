@@ -6,13 +6,19 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 PIP := $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: run test fuzz-decoder
+.PHONY: run test lint fuzz-decoder
 
 run: $(STAMP)
 	exec $(VENV)/bin/inbound-audit worker
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
+
+# Style and types, as CI checks them.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check pipeline tests benchmarks
+	$(VENV)/bin/ruff format --check pipeline tests benchmarks
+	$(VENV)/bin/mypy pipeline
 
 # A million mutated event messages through both decoders (needs the native one built).
 fuzz-decoder: $(STAMP)

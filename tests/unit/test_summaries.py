@@ -136,8 +136,6 @@ def test_a_one_window_monitor_is_summarised_with_what_it_counted() -> None:
         ("node", "b", 4),
     }
     clock.expire(replica.counts, START + 64 + TAKEOVER_HOLD_S)
-    assert list(replica.counts.window_starts(one)) == [
-        START
-    ]  # held for a publisher taking over
+    assert list(replica.counts.window_starts(one)) == [START]  # held for a publisher taking over
     clock.expire(replica.counts, START + 65 + TAKEOVER_HOLD_S)
     assert list(replica.counts.window_starts(one)) == []
