@@ -18,6 +18,7 @@ does not return there (transaction markers, deleted records) is truly not a mess
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -142,13 +143,17 @@ class Ingester:
 
     async def _write(self, partition: int, prev: int, messages: list[SourceMessage]) -> None:
         """Dead letters, then the delta; Faust flushes the producer before committing offsets."""
-        delta, rejected = self.decoder.decode(
+        decode = functools.partial(
+            self.decoder.decode,
             partition,
             prev,
             [m.value for m in messages],
             [m.offset for m in messages],
             [m.timestamp_ms for m in messages],
         )
+        # The native decoder releases the GIL: on another core it overlaps the event loop's work
+        # (applying the state log, Faust's I/O, queries) instead of blocking it.
+        delta, rejected = await asyncio.to_thread(decode) if self.decoder.name == "native" else decode()
         topic, deadletter_topic = self.settings.events_topic, self.settings.deadletter_topic
         for offset, rejection in rejected:
             self.dead_letter_reasons[rejection.reason] += 1
