@@ -110,8 +110,9 @@
         ])
       )
     );
-    byId("rates-note").textContent =
-      rates.active_nodes + " node(s) sent events in the span; the " + rates.nodes.length + " busiest drawn, the rest as others";
+    byId("rates-note").textContent = rates.active_nodes
+      ? rates.active_nodes + " node(s) sent events in the span; the " + rates.nodes.length + " busiest drawn, the rest as others"
+      : "no events in the span";
   }
 
   // ---- tables ---------------------------------------------------------------------------------
@@ -119,7 +120,7 @@
     const body = rows.length
       ? rows.map((row) =>
           el("tr", { title: row.connection + " connections, " + row.reception + " receptions, " + row.rejection + " rejections" }, [
-            el("td", { class: "cidr" }, [row.cidr]),
+            el("td", { class: "cidr", title: row.cidr }, [row.cidr]),
             el("td", { class: "num" }, [fmt(row.total)]),
           ])
         )

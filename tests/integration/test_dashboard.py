@@ -1,0 +1,94 @@
+"""The dashboard in Debian's headless Chromium, against a real worker on the real broker."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+from audit_oracle import Monitor, add_talker, block_of, generate
+from browser import console, full_page_screenshot, headless_chromium, missing_browser
+from harness import WorkerProcess, isolated_env, prepare_topics, publish
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.select import Select
+from selenium.webdriver.support.wait import WebDriverWait
+from web_client import Web, free_port, poll_ready, wait_applied
+
+pytestmark = pytest.mark.integration
+
+MONITORS = [Monitor(60, 10), Monitor(300, 6)]
+#: Not in the oracle's address pool: only the talker the test adds sends from this /24.
+TALKER = "192.0.2.200"
+
+
+def first_row(driver: WebDriver, level: str) -> list[tuple[str, str]]:
+    """(cidr, events) of the first row of every ``level`` table on the page."""
+    rows = []
+    for table in driver.find_elements(By.CSS_SELECTOR, f'table.talkers[data-level="{level}"]'):
+        cells = table.find_elements(By.CSS_SELECTOR, "tbody tr:first-child td")
+        if len(cells) == 2:
+            rows.append((cells[0].text, cells[1].text))
+    return rows
+
+
+def ask_form(driver: WebDriver, fields: dict[str, str], cluster: bool) -> str:
+    """Fill the query form, submit it, and return the answer it shows (its data-value)."""
+    form = driver.find_element(By.ID, "query-form")
+    Select(form.find_element(By.NAME, "op")).select_by_value(fields.pop("op"))
+    Select(form.find_element(By.NAME, "monitor")).select_by_value(fields.pop("monitor"))
+    for name in ("ip", "cidr", "startv", "endv", "at", "node", "service"):
+        box = form.find_element(By.NAME, name)
+        box.clear()
+        box.send_keys(fields.get(name, ""))
+    checkbox = form.find_element(By.NAME, "cluster")
+    if checkbox.is_selected() != cluster:
+        checkbox.click()
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    result = driver.find_element(By.ID, "query-result")
+    WebDriverWait(driver, 20).until(lambda _: result.get_attribute("data-value") is not None, result.text)
+    return str(result.get_attribute("data-value"))
+
+
+async def test_dashboard_shows_the_talker_and_answers_like_the_oracle(kafka_bootstrap: str, tmp_path: Path) -> None:
+    if (why := missing_browser()) is not None:
+        pytest.fail(why)
+    port = free_port()
+    env = isolated_env(kafka_bootstrap, 2, " ".join(m.name for m in MONITORS), INBOUND_AUDIT_WEB_PORT=str(port))
+    settings = await prepare_topics(env)
+    t0 = time.time()
+    stream = generate(MONITORS, t0, 3000, seed=91)
+    talker_connections = add_talker(stream, TALKER, "mta-2", t0, messages=60, n=50)
+    await publish(settings.bootstrap, settings.events_topic, stream.messages)
+    worker = WorkerProcess(env).start()
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            web = Web(session, port)
+            await poll_ready(web, worker)
+            await wait_applied(web, stream)
+        with headless_chromium(tmp_path / "profile") as driver:
+            driver.get(f"http://127.0.0.1:{port}/dashboard/")
+            # The talker tops the /32 and /24 tables of the window holding t0, in both monitors.
+            expected = {(f"{TALKER}/32", f"{talker_connections:,}")}
+            WebDriverWait(driver, 30).until(lambda d: len(expected & set(first_row(d, "ipv4/32"))) == 1)
+            assert ("192.0.2.0/24", f"{talker_connections:,}") in first_row(driver, "ipv4/24")
+            assert driver.find_element(By.ID, "status").text == "ready"
+
+            # The form answers as the oracle does (a fixed ``at``: the answer does not move).
+            everything = {"op": "connections", "monitor": "300,6", "cidr": "10.0.0.0/8", "startv": "0", "endv": "5"}
+            fleet = ask_form(driver, {**everything, "at": str(t0)}, cluster=True)
+            assert int(fleet) == stream.count("connections", MONITORS[1], block_of("10.0.0.0/8", None), 0, 5, t0, None)
+            on_node = {"op": "connections", "monitor": "60,10", "ip": TALKER, "cidr": "/24", "node": "mta-2"}
+            answer = ask_form(driver, {**on_node, "at": str(t0)}, cluster=False)
+            oracle = stream.count("connections", MONITORS[0], block_of("/24", TALKER), 0, 0, t0, "mta-2")
+            assert int(answer) == oracle >= talker_connections
+
+            errors = [entry for entry in console(driver) if entry["level"] == "SEVERE"]
+            assert not errors, errors
+            shot = tmp_path / "dashboard.png"
+            full_page_screenshot(driver, shot)
+            assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        worker.stop()
+        print(*worker.lines[-15:], sep="\n")
