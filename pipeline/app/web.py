@@ -28,7 +28,7 @@ from pipeline.errors import AuditError
 if TYPE_CHECKING:
     from pipeline.app.app import AuditApp
 
-__all__ = ["register_web", "request_from_params"]
+__all__ = ["register_web", "request_from_params", "metrics_registry"]
 
 #: Responder.stats keys that are not "<op>:<outcome>".
 _REQUEST_TOTALS = {"requests", "unroutable", "dead_letters"}
@@ -38,7 +38,7 @@ def register_web(audit: AuditApp) -> None:
     """Add the endpoints to the app's web server (nothing when the web server is off)."""
     if audit.settings.web_port == 0:
         return
-    app, registry = audit.app, _registry(audit)
+    app, registry = audit.app, metrics_registry(audit)
 
     @app.page("/metrics")
     async def metrics(self: View, request: Request) -> Response:
@@ -99,7 +99,7 @@ def _boolean(text: str) -> bool:
     raise ValueError(text)
 
 
-def _registry(audit: AuditApp) -> CollectorRegistry:
+def metrics_registry(audit: AuditApp) -> CollectorRegistry:
     """This app's metrics: the worker's counters, the query latency, the process basics."""
     registry = CollectorRegistry()
     registry.register(_AuditCollector(audit))

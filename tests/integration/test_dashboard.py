@@ -8,11 +8,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 from audit_oracle import Monitor, add_talker, block_of, generate
-from browser import console, full_page_screenshot, headless_chromium, missing_browser
+from browser import ask_form, console, first_row, full_page_screenshot, headless_chromium, missing_browser
 from harness import WorkerProcess, isolated_env, prepare_topics, publish
 from selenium.webdriver.common.by import By
-from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.wait import WebDriverWait
 from web_client import Web, free_port, poll_ready, wait_applied
 
@@ -21,34 +19,6 @@ pytestmark = pytest.mark.integration
 MONITORS = [Monitor(60, 10), Monitor(300, 6)]
 #: Not in the oracle's address pool: only the talker the test adds sends from this /24.
 TALKER = "192.0.2.200"
-
-
-def first_row(driver: WebDriver, level: str) -> list[tuple[str, str]]:
-    """(cidr, events) of the first row of every ``level`` table on the page."""
-    rows = []
-    for table in driver.find_elements(By.CSS_SELECTOR, f'table.talkers[data-level="{level}"]'):
-        cells = table.find_elements(By.CSS_SELECTOR, "tbody tr:first-child td")
-        if len(cells) == 2:
-            rows.append((cells[0].text, cells[1].text))
-    return rows
-
-
-def ask_form(driver: WebDriver, fields: dict[str, str], cluster: bool) -> str:
-    """Fill the query form, submit it, and return the answer it shows (its data-value)."""
-    form = driver.find_element(By.ID, "query-form")
-    Select(form.find_element(By.NAME, "op")).select_by_value(fields.pop("op"))
-    Select(form.find_element(By.NAME, "monitor")).select_by_value(fields.pop("monitor"))
-    for name in ("ip", "cidr", "startv", "endv", "at", "node", "service"):
-        box = form.find_element(By.NAME, name)
-        box.clear()
-        box.send_keys(fields.get(name, ""))
-    checkbox = form.find_element(By.NAME, "cluster")
-    if checkbox.is_selected() != cluster:
-        checkbox.click()
-    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    result = driver.find_element(By.ID, "query-result")
-    WebDriverWait(driver, 20).until(lambda _: result.get_attribute("data-value") is not None, result.text)
-    return str(result.get_attribute("data-value"))
 
 
 async def test_dashboard_shows_the_talker_and_answers_like_the_oracle(kafka_bootstrap: str, tmp_path: Path) -> None:

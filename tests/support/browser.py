@@ -1,5 +1,6 @@
-"""Debian's headless Chromium driven by Selenium through Debian's chromedriver (the dashboard's
-test and ``make screenshot``). Nothing is downloaded: both come from ``deploy/system-deps``.
+"""Debian's headless Chromium driven by Selenium through Debian's chromedriver, and the dashboard
+page's controls (its test and ``make screenshot``). Nothing is downloaded: both binaries come
+from ``deploy/system-deps``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ from typing import Any
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.select import Select
+from selenium.webdriver.support.wait import WebDriverWait
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -65,3 +70,31 @@ def full_page_screenshot(driver: webdriver.Chrome, path: Path) -> None:
     driver.set_window_size(width, int(height) + 100)  # the window's frame is not part of the viewport
     driver.execute_script("window.scrollTo(0, 0)")
     driver.save_screenshot(str(path))
+
+
+def first_row(driver: WebDriver, level: str) -> list[tuple[str, str]]:
+    """(cidr, events) of the first row of every ``level`` table on the page."""
+    rows = []
+    for table in driver.find_elements(By.CSS_SELECTOR, f'table.talkers[data-level="{level}"]'):
+        cells = table.find_elements(By.CSS_SELECTOR, "tbody tr:first-child td")
+        if len(cells) == 2:
+            rows.append((cells[0].text, cells[1].text))
+    return rows
+
+
+def ask_form(driver: WebDriver, fields: dict[str, str], cluster: bool) -> str:
+    """Fill the query form, submit it, and return the answer it shows (its data-value)."""
+    form = driver.find_element(By.ID, "query-form")
+    Select(form.find_element(By.NAME, "op")).select_by_value(fields["op"])
+    Select(form.find_element(By.NAME, "monitor")).select_by_value(fields["monitor"])
+    for name in ("ip", "cidr", "startv", "endv", "at", "node", "service"):
+        box = form.find_element(By.NAME, name)
+        box.clear()
+        box.send_keys(fields.get(name, ""))
+    checkbox = form.find_element(By.NAME, "cluster")
+    if checkbox.is_selected() != cluster:
+        checkbox.click()
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    result = driver.find_element(By.ID, "query-result")
+    WebDriverWait(driver, 20).until(lambda _: result.get_attribute("data-value") is not None, result.text)
+    return str(result.get_attribute("data-value"))
