@@ -21,6 +21,7 @@ from web_client import Web, free_port, poll_ready, wait_applied
 pytestmark = pytest.mark.integration
 
 PROMETHEUS = Path("/usr/bin/prometheus")
+PROMTOOL = Path("/usr/bin/promtool")
 MONITORS = [Monitor(60, 5)]
 
 
@@ -83,6 +84,15 @@ async def until(session: aiohttp.ClientSession, base: str, promql: str, expected
     while (got := await instant(session, base, promql)) != expected:
         assert time.monotonic() < deadline, f"{promql}: {got} != {expected}"
         await asyncio.sleep(0.5)
+
+
+def test_promtool_accepts_the_scrape_example() -> None:
+    if not PROMTOOL.exists():
+        pytest.fail(f"{PROMTOOL} not installed: run deploy/system-deps (Debian's prometheus)")
+    checked = subprocess.run(
+        [str(PROMTOOL), "check", "config", str(REPO / "deploy" / "prometheus.yml")], capture_output=True, text=True
+    )
+    assert checked.returncode == 0 and "SUCCESS" in checked.stdout, checked.stdout + checked.stderr
 
 
 async def test_prometheus_scrapes_the_published_counts(kafka_bootstrap: str, tmp_path: Path) -> None:

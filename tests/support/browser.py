@@ -5,6 +5,7 @@ from ``deploy/system-deps``.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +31,7 @@ FLAGS = (
     "--disable-component-update",
     "--disable-sync",
     "--hide-scrollbars",
+    "--disable-lcd-text",  # grey anti-aliasing: smaller, steadier screenshots
 )
 
 
@@ -42,7 +44,7 @@ def missing_browser() -> str | None:
 
 
 @contextmanager
-def headless_chromium(profile_dir: Path, width: int = 1280, height: int = 900) -> Iterator[webdriver.Chrome]:
+def headless_chromium(profile_dir: Path, width: int = 1280, height: int = 900) -> Iterator[WebDriver]:
     """A fresh browser with its own profile, keeping the page's console messages for ``console``."""
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
@@ -58,28 +60,29 @@ def headless_chromium(profile_dir: Path, width: int = 1280, height: int = 900) -
         driver.quit()
 
 
-def console(driver: webdriver.Chrome) -> list[dict[str, Any]]:
+def console(driver: WebDriver) -> list[dict[str, Any]]:
     """The page's console messages (and failed loads) since the last call."""
     return list(driver.get_log("browser"))
 
 
-def full_page_screenshot(driver: webdriver.Chrome, path: Path) -> None:
-    """The whole page as PNG: the window is made as tall as the document first."""
-    width = driver.get_window_size()["width"]
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(width, int(height) + 100)  # the window's frame is not part of the viewport
-    driver.execute_script("window.scrollTo(0, 0)")
-    driver.save_screenshot(str(path))
+def full_page_screenshot(driver: WebDriver, path: Path) -> None:
+    """The whole page as PNG, below the window's bottom too (Chrome DevTools' capture)."""
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"captureBeyondViewport": True, "clip": clip})
+    path.write_bytes(base64.b64decode(shot["data"]))
 
 
 def first_row(driver: WebDriver, level: str) -> list[tuple[str, str]]:
-    """(cidr, events) of the first row of every ``level`` table on the page."""
-    rows = []
-    for table in driver.find_elements(By.CSS_SELECTOR, f'table.talkers[data-level="{level}"]'):
-        cells = table.find_elements(By.CSS_SELECTOR, "tbody tr:first-child td")
-        if len(cells) == 2:
-            rows.append((cells[0].text, cells[1].text))
-    return rows
+    """(cidr, events) of the first row of every ``level`` table on the page, read in one script
+    run: the page rebuilds its tables on every refresh, so elements found earlier go stale."""
+    rows = driver.execute_script(
+        """return Array.from(document.querySelectorAll(`table.talkers[data-level="${arguments[0]}"]`))
+             .map((table) => Array.from(table.querySelectorAll("tbody tr:first-child td")).map((td) => td.textContent))
+             .filter((cells) => cells.length === 2);""",
+        level,
+    )
+    return [(cidr, events) for cidr, events in rows]
 
 
 def ask_form(driver: WebDriver, fields: dict[str, str], cluster: bool) -> str:

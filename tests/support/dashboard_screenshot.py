@@ -15,14 +15,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from audit_oracle import Monitor, generate
 from browser import ask_form, first_row, full_page_screenshot, headless_chromium, missing_browser
-from harness import REPO, WorkerProcess, isolated_env, kafka_for_tests, prepare_topics
+from harness import REPO, WorkerProcess, isolated_env, kafka_for_tests, prepare_topics, publish
+from PIL import Image
 from selenium.webdriver.support.wait import WebDriverWait
 from web_client import free_port
 
 from pipeline.settings import load_settings
 
-MONITORS = "60,5 300,6"
+MONITORS = [Monitor(60, 5), Monitor(300, 6)]
 NODES, RATE, DURATION_S = 30, 1200, 60
 #: Seconds of traffic before the picture: the chart then has a good part of its span.
 CHART_S = 45
@@ -31,12 +33,14 @@ CHART_S = 45
 def capture(out: Path, profile: Path) -> None:
     with kafka_for_tests(load_settings()) as bootstrap:
         port = free_port()
-        env = isolated_env(bootstrap, 4, MONITORS, INBOUND_AUDIT_WEB_PORT=str(port))
-        asyncio.run(prepare_topics(env))
+        env = isolated_env(bootstrap, 4, " ".join(m.name for m in MONITORS), INBOUND_AUDIT_WEB_PORT=str(port))
+        settings = asyncio.run(prepare_topics(env))
         worker = WorkerProcess(env).start()
         simulation = None
         try:
             asyncio.run(worker.wait_ready())
+            # Some malformed messages among older traffic, so the dead letters have reasons to show.
+            asyncio.run(publish(bootstrap, settings.events_topic, generate(MONITORS, time.time(), 1500, 5).messages))
             simulation = subprocess.Popen(
                 [sys.executable, "-m", "pipeline.cli", "simulate", "--nodes", str(NODES), "--rate", str(RATE)]
                 + ["--duration", str(DURATION_S), "--seed", "11"],
@@ -49,16 +53,24 @@ def capture(out: Path, profile: Path) -> None:
                 time.sleep(CHART_S)
                 WebDriverWait(driver, 30).until(lambda d: first_row(d, "ipv4/24"))
                 busiest = first_row(driver, "ipv4/24")[0][0]
-                fields = {"op": "connections", "monitor": MONITORS.split()[0], "cidr": busiest}
+                fields = {"op": "connections", "monitor": MONITORS[0].name, "cidr": busiest}
                 ask_form(driver, {**fields, "startv": "0", "endv": "0"}, cluster=True)
                 time.sleep(2)  # one more refresh, so the chart runs up to the picture
                 full_page_screenshot(driver, out)
+                shrink(out)
         finally:
             if simulation is not None:
                 simulation.terminate()
                 simulation.wait(timeout=30)
             worker.stop()
     print(f"wrote {out} ({out.stat().st_size // 1024} KiB)")
+
+
+def shrink(png: Path) -> None:
+    """Re-encode with a 256-colour palette: a flat UI loses nothing visible, the file a good half."""
+    with Image.open(png) as shot:
+        palette = shot.convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
+    palette.save(png, optimize=True)
 
 
 def main() -> int:

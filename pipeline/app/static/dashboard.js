@@ -30,13 +30,11 @@
   }
 
   // ---- the chart ------------------------------------------------------------------------------
-  function niceMax(value) {
+  // The smallest of 1, 2, 2.5, 5 times a power of ten that is at least ``value``.
+  function niceStep(value) {
     if (value <= 0) return 1;
-    const step = Math.pow(10, Math.floor(Math.log10(value)));
-    for (const m of [1, 2, 2.5, 5, 10]) {
-      if (m * step >= value) return m * step;
-    }
-    return 10 * step;
+    const power = Math.pow(10, Math.floor(Math.log10(value)));
+    return [1, 2, 2.5, 5, 10].map((m) => m * power).find((step) => step >= value);
   }
 
   function chartLines(rates) {
@@ -69,7 +67,8 @@
       return [];
     }
     const lines = chartLines(rates);
-    const yMax = niceMax(Math.max(...rates.fleet, 0));
+    const yStep = niceStep(Math.max(...rates.fleet, 0) / 4);
+    const yMax = 4 * yStep;
     const t0 = times[0], t1 = times[times.length - 1];
     const x = (t) => left + ((t - t0) / Math.max(t1 - t0, 1e-9)) * plotW;
     const y = (v) => top + plotH - (v / yMax) * plotH;
@@ -77,7 +76,7 @@
     ctx.fillStyle = "#68727f";
     ctx.lineWidth = 1;
     for (let k = 0; k <= 4; k++) {
-      const v = (yMax * k) / 4;
+      const v = yStep * k;
       ctx.beginPath();
       ctx.moveTo(left, y(v));
       ctx.lineTo(left + plotW, y(v));
