@@ -32,9 +32,13 @@ class NodeTally:
                 per_node += np.bincount(cols.node, minlength=len(delta.nodes))
         for name, count in zip(delta.nodes, per_node.tolist(), strict=True):
             if count:
-                self._counts[self._slot(name)] += count
+                self._add(name, count)
         for name, count in Counter(op[1] for op in delta.sessions).items():
-            self._counts[self._slot(name)] += count
+            self._add(name, count)
+
+    def _add(self, name: str, count: int) -> None:
+        slot = self._slot(name)  # may grow the array: index it only afterwards
+        self._counts[slot] += count
 
     def _slot(self, name: str) -> int:
         slot = self._index.get(name)

@@ -69,8 +69,9 @@ async def test_ready_health_metrics_and_http_queries(kafka_bootstrap: str) -> No
             assert letters == Counter(stream.bad) and sum(letters.values()) > 0
             assert samples[("inbound_audit_redelivered_messages_total", ())] == 0
             assert samples[("inbound_audit_delta_gaps_total", ())] == 0
-            lag = {labels: v for (name, labels), v in samples.items() if name == "inbound_audit_state_lag"}
-            assert lag == {(("partition", "0"),): 0, (("partition", "1"),): 0}
+            for lag_metric in ("inbound_audit_state_lag", "inbound_audit_consumer_lag"):
+                lag = {labels: v for (name, labels), v in samples.items() if name == lag_metric}
+                assert lag == {(("partition", "0"),): 0, (("partition", "1"),): 0}, lag_metric
             assert samples[("inbound_audit_replica_addresses", (("monitor", "300,6"),))] > 0
             assert samples[("inbound_audit_replica_bytes", (("monitor", "300,6"),))] > 0
             assert samples[("process_resident_memory_bytes", ())] > 0
