@@ -5,14 +5,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import aiohttp
 import pytest
 from audit_oracle import Monitor, add_talker, block_of, generate
 from browser import ask_form, console, first_row, full_page_screenshot, headless_chromium, missing_browser
-from harness import WorkerProcess, isolated_env, prepare_topics, publish
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
-from web_client import Web, free_port, poll_ready, wait_applied
+from web_client import poll_ready, serving_worker, wait_applied
 
 pytestmark = pytest.mark.integration
 
@@ -24,21 +22,14 @@ TALKER = "192.0.2.200"
 async def test_dashboard_shows_the_talker_and_answers_like_the_oracle(kafka_bootstrap: str, tmp_path: Path) -> None:
     if (why := missing_browser()) is not None:
         pytest.fail(why)
-    port = free_port()
-    env = isolated_env(kafka_bootstrap, 2, " ".join(m.name for m in MONITORS), INBOUND_AUDIT_WEB_PORT=str(port))
-    settings = await prepare_topics(env)
     t0 = time.time()
     stream = generate(MONITORS, t0, 3000, seed=91)
     talker_connections = add_talker(stream, TALKER, "mta-2", t0, messages=60, n=50)
-    await publish(settings.bootstrap, settings.events_topic, stream.messages)
-    worker = WorkerProcess(env).start()
-    try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-            web = Web(session, port)
-            await poll_ready(web, worker)
-            await wait_applied(web, stream)
+    async with serving_worker(kafka_bootstrap, MONITORS, stream) as (_, worker, web):
+        await poll_ready(web, worker)
+        await wait_applied(web, stream)
         with headless_chromium(tmp_path / "profile") as driver:
-            driver.get(f"http://127.0.0.1:{port}/dashboard/")
+            driver.get(f"{web.base}/dashboard/")
             # The talker tops the /32 and /24 tables of the window holding t0, in both monitors.
             expected = {(f"{TALKER}/32", f"{talker_connections:,}")}
             WebDriverWait(driver, 30).until(lambda d: len(expected & set(first_row(d, "ipv4/32"))) == 1)
@@ -59,6 +50,3 @@ async def test_dashboard_shows_the_talker_and_answers_like_the_oracle(kafka_boot
             shot = tmp_path / "dashboard.png"
             full_page_screenshot(driver, shot)
             assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    finally:
-        worker.stop()
-        print(*worker.lines[-15:], sep="\n")

@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 import yaml
 from audit_oracle import Monitor, generate
-from harness import REPO, WorkerProcess, isolated_env, prepare_topics, publish
-from web_client import Web, free_port, poll_ready, wait_applied
+from harness import REPO
+from web_client import free_port, poll_ready, serving_worker, wait_applied
 
 pytestmark = pytest.mark.integration
 
@@ -98,27 +98,17 @@ def test_promtool_accepts_the_scrape_example() -> None:
 async def test_prometheus_scrapes_the_published_counts(kafka_bootstrap: str, tmp_path: Path) -> None:
     if not PROMETHEUS.exists():
         pytest.fail(f"{PROMETHEUS} not installed: run deploy/system-deps (Debian's prometheus)")
-    port = free_port()
-    env = isolated_env(kafka_bootstrap, 2, " ".join(m.name for m in MONITORS), INBOUND_AUDIT_WEB_PORT=str(port))
-    settings = await prepare_topics(env)
     stream = generate(MONITORS, time.time(), 2000, seed=101)
-    await publish(settings.bootstrap, settings.events_topic, stream.messages)
-    worker = WorkerProcess(env).start()
-    config = scrape_config(port)
-    job = config["scrape_configs"][0]["job_name"]
-    try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-            web = Web(session, port)
-            await poll_ready(web, worker)
-            await wait_applied(web, stream)
-            with prometheus(config, tmp_path) as base:
-                target = (("instance", f"127.0.0.1:{port}"), ("job", job))
-                await until(session, base, "up", {target: 1.0})
-                published = len(stream.counted) + len(stream.sessions)
-                await until(session, base, "inbound_audit_events_total", {target: float(published)})
-                by_reason = 'sum by (reason) (inbound_audit_dead_letters_total{source="events"})'
-                letters = {(("reason", reason),): float(count) for reason, count in Counter(stream.bad).items()}
-                await until(session, base, by_reason, letters)
-    finally:
-        worker.stop()
-        print(*worker.lines[-15:], sep="\n")
+    async with serving_worker(kafka_bootstrap, MONITORS, stream) as (_, worker, web):
+        config = scrape_config(web.port)
+        job = config["scrape_configs"][0]["job_name"]
+        await poll_ready(web, worker)
+        await wait_applied(web, stream)
+        with prometheus(config, tmp_path) as base:
+            target = (("instance", f"127.0.0.1:{web.port}"), ("job", job))
+            await until(web.session, base, "up", {target: 1.0})
+            published = len(stream.counted) + len(stream.sessions)
+            await until(web.session, base, "inbound_audit_events_total", {target: float(published)})
+            by_reason = 'sum by (reason) (inbound_audit_dead_letters_total{source="events"})'
+            letters = {(("reason", reason),): float(count) for reason, count in Counter(stream.bad).items()}
+            await until(web.session, base, by_reason, letters)

@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
 import orjson
-from audit_oracle import Stream
-from harness import WorkerProcess
+from audit_oracle import Monitor, Stream
+from harness import WorkerProcess, isolated_env, prepare_topics, publish
 from prometheus_client.parser import text_string_to_metric_families
+
+from pipeline.settings import Settings
 
 #: A sample of /metrics: (name, sorted label pairs).
 SampleKey = tuple[str, tuple[tuple[str, str], ...]]
@@ -28,7 +32,7 @@ class Web:
     """GETs against one worker's web server."""
 
     def __init__(self, session: aiohttp.ClientSession, port: int) -> None:
-        self.session, self.base = session, f"http://127.0.0.1:{port}"
+        self.session, self.port, self.base = session, port, f"http://127.0.0.1:{port}"
 
     async def get(self, path: str, params: dict[str, str] | None = None) -> tuple[int, bytes]:
         async with self.session.get(self.base + path, params=params) as response:
@@ -43,6 +47,25 @@ class Web:
             for family in text_string_to_metric_families(body.decode())
             for s in family.samples
         }
+
+
+@asynccontextmanager
+async def serving_worker(
+    bootstrap: str, monitors: list[Monitor], stream: Stream
+) -> AsyncIterator[tuple[Settings, WorkerProcess, Web]]:
+    """A worker with its web server on a free port, started once ``stream`` is on its own (two
+    partition) topics; stopped afterwards, its last log lines printed for a failing test."""
+    port = free_port()
+    env = isolated_env(bootstrap, 2, " ".join(m.name for m in monitors), INBOUND_AUDIT_WEB_PORT=str(port))
+    settings = await prepare_topics(env)
+    await publish(settings.bootstrap, settings.events_topic, stream.messages)
+    worker = WorkerProcess(env).start()
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            yield settings, worker, Web(session, port)
+    finally:
+        worker.stop()
+        print(*worker.lines[-15:], sep="\n")
 
 
 async def poll_ready(web: Web, worker: WorkerProcess, timeout_s: float = 60.0) -> list[tuple[int, dict[str, Any]]]:
