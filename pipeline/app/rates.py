@@ -27,6 +27,8 @@ class RateHistory:
         if tally is not self._tally:  # a replica restored from a snapshot counts from zero again
             self._readings.clear()
             self._tally = tally
+        if self._readings and now_s <= self._readings[-1][0]:
+            return  # the wall clock stepped back: no interval to divide by
         self._readings.append((now_s, tally.reading()))
 
     def series(self, top: int) -> dict[str, Any]:

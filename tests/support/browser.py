@@ -44,7 +44,7 @@ def missing_browser() -> str | None:
 
 
 @contextmanager
-def headless_chromium(profile_dir: Path, width: int = 1280, height: int = 900) -> Iterator[WebDriver]:
+def headless_chromium(profile_dir: Path, width: int = 1280, height: int = 900) -> Iterator[webdriver.Chrome]:
     """A fresh browser with its own profile, keeping the page's console messages for ``console``."""
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
@@ -60,12 +60,12 @@ def headless_chromium(profile_dir: Path, width: int = 1280, height: int = 900) -
         driver.quit()
 
 
-def console(driver: WebDriver) -> list[dict[str, Any]]:
+def console(driver: webdriver.Chrome) -> list[dict[str, Any]]:
     """The page's console messages (and failed loads) since the last call."""
     return list(driver.get_log("browser"))
 
 
-def full_page_screenshot(driver: WebDriver, path: Path) -> None:
+def full_page_screenshot(driver: webdriver.Chrome, path: Path) -> None:
     """The whole page as PNG, below the window's bottom too (Chrome DevTools' capture)."""
     size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
     clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}

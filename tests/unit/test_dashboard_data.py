@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import random
 from collections import Counter
+from collections.abc import Sequence
 
 from pipeline.app.rates import RateHistory
 from pipeline.app.top_talkers import TopTalkers
@@ -18,7 +19,7 @@ MONITOR = Monitor(60, 3)
 START = 1_764_000_000 - 1_764_000_000 % 60
 
 
-def delta(rows: list[tuple[str, float, str]], sessions: list[tuple[str, str]], offset: int) -> Delta:
+def delta(rows: Sequence[tuple[str, float, str]], sessions: Sequence[tuple[str, str]], offset: int) -> Delta:
     """One source message at ``offset`` of (node, ts, ip) connections and (kind, node) sessions."""
     ips = [ipaddress.ip_address(ip) for _, _, ip in rows]
     decoded = DecodedBatch(
@@ -75,6 +76,9 @@ def test_a_new_tally_starts_the_history_again() -> None:
     history.record(START + 2, first.tally)
     history.record(START + 4, second.tally)  # a replica restored from a snapshot
     assert history.series(top=3)["times"] == []
+    history.record(START + 3, second.tally)  # the clock stepped back: not a reading
+    history.record(START + 6, second.tally)
+    assert history.series(top=3)["times"] == [START + 6]
 
 
 def test_top_talkers_are_the_window_summaries_ranking_reused_for_a_while() -> None:
