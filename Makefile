@@ -1,17 +1,18 @@
 # The README's two commands. Both need only python3, java (17+) and mvn on a fresh machine: the venv is
-# created here, and the local Kafka is fetched and started by the worker / the test session.
+# created here, and the local Kafka is fetched and started by the worker / the test session. `make test`
+# also installs the Debian packages of the browser and Prometheus tests when missing (deploy/system-deps).
 # Where cargo is on PATH the native decoder (pipeline/native) is built into the venv too; without
 # it the pure-Python decoder does the same work, slower.
 VENV := .venv
 STAMP := $(VENV)/.installed
 PIP := $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: run test lint fuzz-decoder
+.PHONY: run test lint fuzz-decoder system-deps screenshot
 
 run: $(STAMP)
 	exec $(VENV)/bin/inbound-audit worker
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(VENV)/bin/python -m pytest
 
 # Style and types, as CI checks them.
@@ -19,6 +20,14 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check pipeline tests benchmarks
 	$(VENV)/bin/ruff format --check pipeline tests benchmarks
 	$(VENV)/bin/mypy pipeline
+
+# chromium, chromium-driver and prometheus from Debian, only when missing (a no-op otherwise).
+system-deps:
+	deploy/system-deps
+
+# docs/dashboard.png, the README's picture: a worker, `inbound-audit simulate` traffic, headless Chromium.
+screenshot: $(STAMP) system-deps
+	$(VENV)/bin/python tests/support/dashboard_screenshot.py docs/dashboard.png
 
 # A million mutated event messages through both decoders (needs the native one built).
 fuzz-decoder: $(STAMP)

@@ -14,11 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from harness import kafka_for_tests
 
-from pipeline.kafka.local_kafka import ensure_local_kafka, local_kafka_running, stop_local_kafka
 from pipeline.settings import Settings, load_settings
-
-TEST_KAFKA_PORT = 19092
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -49,19 +47,12 @@ def kafka_home() -> Path:
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     """Bootstrap address of a real broker: ``KAFKA_BOOTSTRAP_SERVERS`` if set, else the test broker."""
-    settings = _settings_from_env()
-    if settings.bootstrap_servers:
-        yield settings.bootstrap_servers
-        return
-    settings = Settings(local_kafka_port=TEST_KAFKA_PORT, home_dir=settings.home_dir)
     with pytest.MonkeyPatch.context() as patch:
         # The controller port follows the test port (19093), not a developer's own setting.
         patch.delenv("INBOUND_AUDIT_KAFKA_CONTROLLER_PORT", raising=False)
-        already_running = local_kafka_running(settings)
-        bootstrap = ensure_local_kafka(settings)
-    yield bootstrap
-    if not already_running:
-        stop_local_kafka(settings)
+        with kafka_for_tests(_settings_from_env()) as bootstrap:
+            patch.undo()  # only the start needed it
+            yield bootstrap
 
 
 @pytest.fixture

@@ -99,6 +99,25 @@ class AuditApp:
         await asyncio.to_thread(write_bytes_atomically, self.settings.snapshot_path, raw)
         log.info("replica snapshot written (%d bytes)", len(raw))
 
+    def readiness(self) -> tuple[bool, str]:
+        """Whether answers are exact yet (``/ready``, the metrics, the dashboard), and why."""
+        if self.failure is not None:
+            return False, self.failure
+        if not self.manager.recovered.is_set():
+            return False, f"replaying {self.settings.state_topic}"
+        return True, f"replica caught up with {self.settings.state_topic}; answering queries"
+
+    def dead_letters(self) -> dict[tuple[str, str], int]:
+        """Messages this worker dead-lettered since it started, by (source, reason)."""
+        return {
+            (source, reason): count
+            for source, reasons in (
+                ("events", self.ingester.dead_letter_reasons),
+                ("requests", self.responder.dead_letter_reasons),
+            )
+            for reason, count in sorted(reasons.items())
+        }
+
     def stats_line(self) -> str:
         ingest, queries, health = self.ingester.stats, self.responder.stats, self.manager.health
         return (

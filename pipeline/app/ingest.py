@@ -71,6 +71,11 @@ class Ingester:
         for partition in partitions:
             self._cursor.pop(partition, None)
 
+    def last_written(self, partition: int) -> int:
+        """The last source offset of ``partition`` this worker wrote a delta for (before its first
+        batch: the last one the replica applied); what the consumer lag is measured against."""
+        return self._cursor.get(partition, self._replica().last_applied(partition))
+
     async def ingest(self, messages: Sequence[SourceMessage]) -> None:
         """Deltas (about ``batch_max_events`` events each) for ``messages``, per partition."""
         by_partition: dict[int, list[SourceMessage]] = {}

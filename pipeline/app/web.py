@@ -1,4 +1,5 @@
-"""The worker's HTTP endpoints on Faust's web server: ``/metrics``, ``/healthz``, ``/ready``, ``/query``.
+"""The worker's HTTP endpoints on Faust's web server: ``/metrics``, ``/healthz``, ``/ready``, ``/query``
+(and the dashboard, ``dashboard.py``).
 
 Metrics are read at scrape time from the counters the worker keeps anyway (``Ingester.stats``,
 ``Responder.stats``, the table's ``Health``, the replica), so no hot path pays for them; only the
@@ -13,21 +14,21 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from faust.exceptions import ConsumerNotStarted
-from faust.types import TP
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from pipeline.app.dashboard import register_dashboard
+from pipeline.app.lag import consumer_lag, state_lag
 from pipeline.core.query import OPS
 from pipeline.errors import AuditError
 
 if TYPE_CHECKING:
     from pipeline.app.app import AuditApp
 
-__all__ = ["register_web", "request_from_params"]
+__all__ = ["register_web", "request_from_params", "metrics_registry"]
 
 #: Responder.stats keys that are not "<op>:<outcome>".
 _REQUEST_TOTALS = {"requests", "unroutable", "dead_letters"}
@@ -37,7 +38,7 @@ def register_web(audit: AuditApp) -> None:
     """Add the endpoints to the app's web server (nothing when the web server is off)."""
     if audit.settings.web_port == 0:
         return
-    app, registry = audit.app, _registry(audit)
+    app, registry = audit.app, metrics_registry(audit)
 
     @app.page("/metrics")
     async def metrics(self: View, request: Request) -> Response:
@@ -52,12 +53,12 @@ def register_web(audit: AuditApp) -> None:
 
     @app.page("/ready")
     async def ready(self: View, request: Request) -> Response:
-        ok, reason = _readiness(audit)
+        ok, reason = audit.readiness()
         return _json(self, {"ready": ok, "reason": reason}, 200 if ok else 503)
 
     @app.page("/query")
     async def query(self: View, request: Request) -> Response:
-        ok, reason = _readiness(audit)
+        ok, reason = audit.readiness()
         if not ok:
             return _json(self, {"ok": False, "error": {"code": "not_ready", "message": reason}}, 503)
         try:
@@ -66,17 +67,11 @@ def register_web(audit: AuditApp) -> None:
             return _json(self, {"ok": False, "error": {"code": exc.code, "message": exc.message}}, 400)
         return _json(self, {"ok": True, "value": value}, 200)
 
+    register_dashboard(audit)
+
 
 def _json(view: View, body: Any, status: int) -> Response:
     return view.bytes(orjson.dumps(body), content_type="application/json", status=status)
-
-
-def _readiness(audit: AuditApp) -> tuple[bool, str]:
-    if audit.failure is not None:
-        return False, audit.failure
-    if not audit.manager.recovered.is_set():
-        return False, f"replaying {audit.settings.state_topic}"
-    return True, f"replica caught up with {audit.settings.state_topic}; answering queries"
 
 
 def request_from_params(params: Mapping[str, str]) -> dict[str, Any]:
@@ -104,7 +99,7 @@ def _boolean(text: str) -> bool:
     raise ValueError(text)
 
 
-def _registry(audit: AuditApp) -> CollectorRegistry:
+def metrics_registry(audit: AuditApp) -> CollectorRegistry:
     """This app's metrics: the worker's counters, the query latency, the process basics."""
     registry = CollectorRegistry()
     registry.register(_AuditCollector(audit))
@@ -138,12 +133,8 @@ class _AuditCollector(Collector):
         letters = CounterMetricFamily(
             "inbound_audit_dead_letters", "Messages written to the dead-letter topic.", labels=["source", "reason"]
         )
-        for source, reasons in (
-            ("events", self.audit.ingester.dead_letter_reasons),
-            ("requests", self.audit.responder.dead_letter_reasons),
-        ):
-            for reason, count in sorted(reasons.items()):
-                letters.add_metric([source, reason], count)
+        for (source, reason), count in self.audit.dead_letters().items():
+            letters.add_metric([source, reason], count)
         yield letters
 
     def _requests(self) -> Iterator[Metric]:
@@ -182,7 +173,7 @@ class _AuditCollector(Collector):
             "Window summaries this worker published (the owner of events partition 0 does).",
             value=self.audit.summaries_published,
         )
-        ready = _readiness(self.audit)[0]
+        ready = self.audit.readiness()[0]
         yield GaugeMetricFamily("inbound_audit_ready", "1 once the replica caught up with the state log.", value=ready)
         offsets = GaugeMetricFamily(
             "inbound_audit_state_offset", "Last state-topic offset applied, per partition.", labels=["partition"]
@@ -190,26 +181,21 @@ class _AuditCollector(Collector):
         for partition, offset in sorted(manager.positions.items()):
             offsets.add_metric([str(partition)], offset)
         yield offsets
-        yield self._lag()
+        yield from self._lag()
 
-    def _lag(self) -> Metric:
-        """Records behind the state topic's end per partition, as of the consumer's last fetch (no
-        broker call at scrape time); absent until the replica has caught up."""
-        lag = GaugeMetricFamily(
-            "inbound_audit_state_lag", "State-topic records not yet applied, per partition.", labels=["partition"]
-        )
-        audit, consumer = self.audit, self.audit.app.consumer
-        try:
-            assigned = consumer.assignment()
-        except ConsumerNotStarted:
-            return lag
-        if audit.manager.recovered.is_set():
-            for partition in range(audit.settings.partitions):
-                tp = TP(audit.settings.state_topic, partition)
-                end = consumer.highwater(tp) if tp in assigned else None
-                if end is not None:
-                    lag.add_metric([str(partition)], max(0, end - 1 - audit.manager.positions.get(partition, -1)))
-        return lag
+    def _lag(self) -> Iterator[Metric]:
+        for name, doc, lag in (
+            (
+                "consumer_lag",
+                "Event messages not yet written into a delta, per events partition this worker owns.",
+                consumer_lag(self.audit),
+            ),
+            ("state_lag", "State-topic records not yet applied, per partition.", state_lag(self.audit)),
+        ):
+            gauge = GaugeMetricFamily(f"inbound_audit_{name}", doc, labels=["partition"])
+            for partition, behind in sorted(lag.items()):
+                gauge.add_metric([str(partition)], behind)
+            yield gauge
 
     def _replica(self) -> Iterator[Metric]:
         counts = self.audit.replica.counts

@@ -23,6 +23,7 @@ from typing import Literal
 from pipeline.core.counts import WindowedCounts
 from pipeline.core.delta import CHAIN_START, Delta
 from pipeline.core.sessions import SessionGauge
+from pipeline.core.tally import NodeTally
 from pipeline.core.windows import Monitor
 
 __all__ = ["Outcome", "Replica"]
@@ -31,11 +32,13 @@ Outcome = Literal["applied", "duplicate", "gap"]
 
 
 class Replica:
-    """Counts, gauge and the per-partition last applied source offset."""
+    """Counts, gauge, the per-partition last applied source offset, and events per node (not
+    snapshotted: only its differences are used)."""
 
     def __init__(self, monitors: tuple[Monitor, ...]) -> None:
         self.counts = WindowedCounts(monitors)
         self.gauge = SessionGauge()
+        self.tally = NodeTally()
         self.applied: dict[int, int] = {}
 
     def next_offset(self, partition: int) -> int | None:
@@ -76,4 +79,5 @@ class Replica:
     def _count(self, delta: Delta, now_s: float) -> None:
         self.counts.apply(delta, now_s)
         self.gauge.apply(delta.sessions)
+        self.tally.add(delta)
         self.applied[delta.partition] = delta.last_offset

@@ -292,3 +292,14 @@ def _windowed(
     node: str | None,
 ) -> Callable[[float], int]:
     return lambda now: stream.count(op, monitor, block, startv, endv, now if at is None else at, node)
+
+
+def add_talker(stream: Stream, ip: str, node: str, ts: float, messages: int, n: int) -> int:
+    """``messages`` single connection events of ``n`` each from ``ip`` at ``ts`` (kept by every
+    monitor): a top talker the tests know. Returns the connections added."""
+    family, addr = addr_of(ip)
+    event = {"node": node, "ts": ts, "ip": ip, "event": "connection", "n": n}
+    for _ in range(messages):
+        stream.messages.append((node.encode(), orjson.dumps(event)))
+        stream.counted.append({**event, "family": family, "addr": addr, "kept": {m.name for m in stream.monitors}})
+    return messages * n

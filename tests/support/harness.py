@@ -15,19 +15,40 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from pipeline.kafka.local_kafka import ensure_local_kafka, local_kafka_running, stop_local_kafka
 from pipeline.kafka.topic_admin import ensure_topics
 from pipeline.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 #: Workers' replica snapshots during a test session; removed when the session ends (conftest).
 SNAPSHOT_ROOT = Path(tempfile.gettempdir()) / f"inbound-audit-test-snapshots-{os.getpid()}"
+#: The test broker's port (its controller listens on the next one), apart from a developer's 9092.
+TEST_KAFKA_PORT = 19092
+
+
+@contextmanager
+def kafka_for_tests(settings: Settings) -> Iterator[str]:
+    """``settings``' Kafka when it names one, else the test broker: started if it is not running,
+    and then stopped again afterwards (one that was already running is left running)."""
+    if settings.bootstrap_servers:
+        yield settings.bootstrap_servers
+        return
+    local = Settings(local_kafka_port=TEST_KAFKA_PORT, home_dir=settings.home_dir)
+    already_running = local_kafka_running(local)
+    bootstrap = ensure_local_kafka(local)
+    try:
+        yield bootstrap
+    finally:
+        if not already_running:
+            stop_local_kafka(local)
 
 
 def isolated_env(bootstrap: str, partitions: int, monitors: str, **extra: str) -> dict[str, str]:

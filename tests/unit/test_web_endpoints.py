@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-import socket
+import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,16 +13,13 @@ import orjson
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+from web_client import free_port
 
 from pipeline.app.app import AuditApp, build_app
+from pipeline.app.dashboard import STATIC_DIR
 from pipeline.app.web import request_from_params
+from pipeline.core.query import OPS
 from pipeline.settings import load_settings
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -133,3 +130,65 @@ def test_the_scrape_example_targets_every_compose_worker() -> None:
     (job,) = scrape["scrape_configs"]
     assert job["metrics_path"] == "/metrics"
     assert {t for c in job["static_configs"] for t in c["targets"]} == published
+
+
+async def test_the_dashboard_and_its_assets_are_served_by_the_worker(served: tuple[AuditApp, str]) -> None:
+    _, base = served
+    async with aiohttp.ClientSession() as session:
+        pages = []
+        for path in ("/dashboard/", "/dashboard"):
+            async with session.get(base + path) as response:
+                assert response.status == 200 and response.content_type == "text/html"
+                pages.append(await response.text())
+        assert pages[0] == pages[1]
+        assets = re.findall(r'(?:src|href)="([^"]+)"', pages[0])
+        assert sorted(assets) == ["/dashboard/static/dashboard.css", "/dashboard/static/dashboard.js", "data:,"]
+        for asset, kind in (
+            ("dashboard.css", {"text/css"}),
+            ("dashboard.js", {"text/javascript", "application/javascript"}),
+        ):
+            async with session.get(f"{base}/dashboard/static/{asset}") as response:
+                assert response.status == 200 and response.content_type in kind
+                assert await response.read() == (STATIC_DIR / asset).read_bytes()
+    # No CDN, no other host: the script asks only the worker's own endpoints.
+    for static in STATIC_DIR.iterdir():
+        assert "//" not in re.sub(r"^\s*//.*$", "", static.read_text(encoding="utf-8"), flags=re.MULTILINE), static
+    script = (STATIC_DIR / "dashboard.js").read_text(encoding="utf-8")
+    assert set(re.findall(r'fetch\("([^"?]+)', script)) == {"/dashboard/data", "/query"}
+
+
+async def test_the_dashboard_data_follows_the_worker(served: tuple[AuditApp, str]) -> None:
+    audit, base = served
+    status, data = await get(base, "/dashboard/data")
+    assert status == 200
+    assert data["worker"] == {
+        "ready": False,
+        "reason": f"replaying {audit.settings.state_topic}",
+        "group": "inbound-audit",
+    }
+    assert (data["monitors"], data["ops"]) == (["60,2"], list(OPS))
+    assert data["levels"] == ["ipv4/24", "ipv4/32", "ipv6/64", "ipv6/128"]
+    assert data["top"] == [] and data["rates"]["times"] == [] and data["dead_letters"] == []
+    assert data["lag"]["consumer"] == {"partitions": 0, "total": 0, "max": 0, "worst": []}
+
+    audit.manager.recovered.set()
+    audit.ingester.dead_letter_reasons.update({"invalid_ip": 3, "too_late": 5})
+    audit.responder.dead_letter_reasons["invalid_json"] = 1
+    _, data = await get(base, "/dashboard/data")
+    assert data["worker"]["ready"] is True
+    assert data["dead_letters"] == [
+        {"source": "events", "reason": "too_late", "count": 5},
+        {"source": "events", "reason": "invalid_ip", "count": 3},
+        {"source": "requests", "reason": "invalid_json", "count": 1},
+    ]
+    (monitor,) = data["top"]
+    assert monitor["monitor"] == "60,2" and [w["label"] for w in monitor["windows"]] == ["current", "previous"]
+    assert all(rows == [] for w in monitor["windows"] for rows in w["top"].values())
+
+
+def test_the_package_data_ships_every_dashboard_file() -> None:
+    config = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = config["tool"]["setuptools"]["package-data"]["pipeline.app"]
+    app_dir = STATIC_DIR.parent
+    shipped = {path for pattern in patterns for path in app_dir.glob(pattern)}
+    assert set(STATIC_DIR.iterdir()) <= shipped and len(shipped) >= 3
