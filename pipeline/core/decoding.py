@@ -15,7 +15,7 @@ import numpy as np
 
 from pipeline.core.cidr import IpParser
 from pipeline.core.delta import Delta, FamilyColumns, delta_from_decoded
-from pipeline.core.events import DecodedBatch, EventDecoder, Rejection, invalid_json_detail
+from pipeline.core.events import DecodedBatch, EventDecoder, Rejection, SeriesLookup, invalid_json_detail
 from pipeline.core.prefix_counts import KEY_DTYPES
 from pipeline.core.windows import Monitor
 from pipeline.errors import ConfigError
@@ -48,6 +48,8 @@ Decoded = tuple[Delta, list[OffsetRejection]]
 _COLUMN_DTYPES: tuple[np.dtype, ...] = (np.dtype(np.int64), np.dtype(np.uint8), np.dtype(np.uint32))
 #: Only if the native decoder refuses bytes that orjson takes (a bug the differential tests hunt).
 _UNWORDED_INVALID_JSON = "value is not UTF-8 JSON (native decoder)"
+#: The native decoder's "reason" for a series event, which the Python reference judges.
+_DEFER = "defer"
 
 
 class BatchDecoder:
@@ -58,8 +60,11 @@ class BatchDecoder:
 
     __slots__ = ("name", "_monitors", "_sizes", "_max_future_s", "_max_future_text", "_reference")
 
-    def __init__(self, monitors: Sequence[Monitor], max_future_s: float, choice: str = "auto") -> None:
-        """``choice`` is ``Settings.decoder``: auto, python, or native (ConfigError if not built)."""
+    def __init__(
+        self, monitors: Sequence[Monitor], max_future_s: float, choice: str = "auto", series: SeriesLookup | None = None
+    ) -> None:
+        """``choice`` is ``Settings.decoder``: auto, python, or native (ConfigError if not built);
+        ``series`` finds the definition of a series event's series (default: none is defined)."""
         if choice == "native" and NATIVE is None:
             raise ConfigError(
                 "INBOUND_AUDIT_DECODER=native but the native decoder (module pipeline_native) is not installed;"
@@ -75,6 +80,8 @@ class BatchDecoder:
         self._max_future_s = max_future_s
         self._max_future_text = f"{max_future_s:g}"
         self._reference = EventDecoder(IpParser(), max_future_s)
+        if series is not None:
+            self._reference.series = series
 
     def decode(self, partition: int, prev_offset: int, values: Values, offsets: Ints, timestamps_ms: Ints) -> Decoded:
         """Records ``values[i]`` (None: tombstone) at ``offsets[i]``, written at ``timestamps_ms[i]``.
@@ -91,16 +98,28 @@ class BatchDecoder:
         nodes, v4, v6, sessions, spans, rejections = NATIVE.decode_records(
             values, offsets, stamps, self._sizes, self._max_future_s, self._max_future_text
         )
-        rejected = [
-            (offsets[index], Rejection(reason, detail if detail is not None else _invalid_json_detail(value), value))
-            for index, reason, detail, value in rejections
-        ]
+        rejected: list[OffsetRejection] = []
+        series = DecodedBatch()
+        per_record = [0] * len(values)
+        for index, reason, detail, value in rejections:
+            if reason == _DEFER:
+                before = len(series.series), len(series.rejected)
+                self._reference.decode_series_item(value, series, stamps[index] / 1000.0)
+                per_record[index] += len(series.series) - before[0]
+                rejected += [(offsets[index], r) for r in series.rejected[before[1] :]]
+                continue
+            text = detail if detail is not None else _invalid_json_detail(value)
+            rejected.append((offsets[index], Rejection(reason, text, value)))
         delta = Delta(partition, prev_offset, spans, nodes, _columns(4, v4), _columns(6, v6), sessions)
+        if series.series:
+            delta.series = series.series
+            delta.series_ends = np.cumsum(per_record).tolist()
         return delta, rejected
 
     def _decode_python(self, partition: int, prev_offset: int, values: Values, offsets: Ints, stamps: Ints) -> Decoded:
         batch = DecodedBatch()
         ends: list[tuple[int, int, int]] = []
+        series_ends: list[int] = []
         rejected: list[OffsetRejection] = []
         decode = self._reference.decode
         for value, offset, ts_ms in zip(values, offsets, stamps, strict=True):
@@ -110,7 +129,8 @@ class BatchDecoder:
             decode(value, now_s=now_s, oldest_kept_s=oldest, into=batch)
             rejected += [(offset, rejection) for rejection in batch.rejected[before:]]
             ends.append((offset, len(batch.node), len(batch.sessions)))
-        return delta_from_decoded(batch, partition, ends, prev_offset), rejected
+            series_ends.append(len(batch.series))
+        return delta_from_decoded(batch, partition, ends, prev_offset, series_ends), rejected
 
 
 def _invalid_json_detail(value: bytes) -> str:

@@ -20,6 +20,14 @@ reason:
 5. ``unknown_event``     ``event`` is not one of the six names
 6. ``too_late`` / ``future_timestamp``   windowed events only, against the caller's clock
 
+Series events (``"event": "series_add"`` or ``"series_remove"``, SPEC section 8) have no ``ip``
+and are judged by ``_series_problem`` in their own order: ``missing_field`` (node, ts, event,
+series, key), ``invalid_field`` (node, ts, series, key, then ``count`` of an add: an integer with
+|count| <= 2**31 - 1), ``unknown_series`` (not among the definitions the decoder was given),
+``invalid_key`` (not an address of the series' family, or a string key not of 1-255 characters),
+then ``too_late`` / ``future_timestamp`` against the series' own windows. A cidr_ipv6 key is
+truncated to the series' ``prefix_len`` here, so every replica counts the same key.
+
 Whole-message reasons (``invalid_json``, ``batch_too_large``, a top-level ``not_an_object``)
 reject the message once, with its raw bytes. "JSON" is what orjson accepts: strict UTF-8, no
 lone surrogates, no NaN/Infinity, numbers that fit a double (integers beyond 64 bits become
@@ -41,7 +49,7 @@ from __future__ import annotations
 import codecs
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import compress
 from typing import Any, NamedTuple, cast
@@ -50,9 +58,13 @@ import msgspec
 import orjson
 
 from pipeline.core.cidr import IpParser
+from pipeline.core.series import MAX_SERIES_KEY_CHARS, SeriesDef
+from pipeline.core.series_counts import SERIES_ADD, SERIES_REMOVE, SeriesOp
 
 __all__ = [
     "METRICS",
+    "SERIES_EVENTS",
+    "SeriesLookup",
     "SESSION_OPEN",
     "SESSION_CLOSE",
     "NODE_RESET",
@@ -94,9 +106,23 @@ REASONS: tuple[str, ...] = (
     "invalid_field",
     "invalid_ip",
     "unknown_event",
+    "unknown_series",
+    "invalid_key",
     "too_late",
     "future_timestamp",
 )
+
+#: The series event names, which the decoders hand to ``EventDecoder.series_event``.
+SERIES_EVENTS: tuple[str, ...] = (SERIES_ADD, SERIES_REMOVE)
+_SERIES_REQUIRED = ("node", "ts", "event", "series", "key")
+
+#: Series name -> its definition, or None for a series not (yet) defined.
+SeriesLookup = Callable[[str], SeriesDef | None]
+
+
+def _no_series(name: str) -> SeriesDef | None:
+    return None
+
 
 #: Event name -> code: 0-2 are metric codes, 3-5 index ``_SESSION_KINDS``.
 _CODES: dict[str, int] = {name: code for code, name in enumerate(EVENT_NAMES)}
@@ -147,7 +173,7 @@ class DecodedBatch:
     """Accepted events in columns (input order), session events, and rejections.
 
     The windowed columns are parallel lists; ``sessions`` holds ``(kind, node, family, addr,
-    service)`` with kind ``"open"``, ``"close"`` or ``"reset"``.
+    service)`` with kind ``"open"``, ``"close"`` or ``"reset"``; ``series`` the series events.
     """
 
     node: list[str] = field(default_factory=list)
@@ -158,6 +184,7 @@ class DecodedBatch:
     n: list[int] = field(default_factory=list)
     sessions: list[tuple[str, str, int, int, str]] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
+    series: list[SeriesOp] = field(default_factory=list)
 
 
 def _show(value: Any) -> str:
@@ -182,11 +209,14 @@ def _json_type(value: Any) -> str:
 class EventDecoder:
     """Turns raw event-topic message values into a ``DecodedBatch``; never raises on bad input."""
 
-    __slots__ = ("ip_parser", "max_future_s")
+    __slots__ = ("ip_parser", "max_future_s", "series")
 
-    def __init__(self, ip_parser: IpParser | None = None, max_future_s: float = 300.0) -> None:
+    def __init__(
+        self, ip_parser: IpParser | None = None, max_future_s: float = 300.0, series: SeriesLookup = _no_series
+    ) -> None:
         self.ip_parser = ip_parser if ip_parser is not None else IpParser()
         self.max_future_s = max_future_s
+        self.series = series
 
     def decode(
         self, raw: bytes | None, *, now_s: float, oldest_kept_s: float, into: DecodedBatch | None = None
@@ -351,6 +381,9 @@ class EventDecoder:
     def _decode_slow(self, ev: Any, single_raw: bytes | None, out: DecodedBatch, now_s: float, oldest: float) -> None:
         """Check one event in the documented order; append it to ``out`` or reject it."""
         ev = _prune(ev, MAX_KEPT_DEPTH)
+        if type(ev) is dict and ev.get("event") in SERIES_EVENTS:
+            self.series_event(ev, single_raw, out, now_s)
+            return
         problem = self._problem(ev, now_s, oldest)
         if problem is not None:
             value = single_raw if single_raw is not None else _dumps(ev)
@@ -368,6 +401,64 @@ class EventDecoder:
         else:
             service = ev.get("service", DEFAULT_SERVICE)
             out.sessions.append((_SESSION_KINDS[code], ev["node"], family, addr, service))
+
+    def decode_series_item(self, raw: bytes, out: DecodedBatch, now_s: float) -> None:
+        """One series event's bytes (as a dead letter would show them), judged into ``out``.
+
+        The native decoder hands series events over this way; the decision, detail and value
+        are those the whole-message path gives.
+        """
+        self.series_event(_prune(_loads_any_depth(raw), MAX_KEPT_DEPTH), raw, out, now_s)
+
+    def series_event(self, ev: dict[str, Any], single_raw: bytes | None, out: DecodedBatch, now_s: float) -> None:
+        """Append one series event (already pruned) to ``out.series``, or reject it."""
+        judged = self._series_problem(ev, now_s)
+        if type(judged) is tuple and len(judged) == 2:
+            value = single_raw if single_raw is not None else _dumps(ev)
+            out.rejected.append(Rejection(judged[0], judged[1], value))
+        else:
+            out.series.append(cast(SeriesOp, judged))
+
+    def _series_problem(self, ev: dict[str, Any], now_s: float) -> tuple[str, str] | SeriesOp:
+        """``(reason, detail)`` of the first failing series check, or the accepted operation."""
+        missing = [name for name in _SERIES_REQUIRED if name not in ev]
+        if missing:
+            names = ", ".join(repr(name) for name in missing)
+            return "missing_field", f"missing required field{'s' if len(missing) > 1 else ''} {names}"
+        node, ts, name, key, kind = ev["node"], ev["ts"], ev["series"], ev["key"], ev["event"]
+        if type(node) is not str or not 0 < len(node) <= MAX_NODE_CHARS:
+            return "invalid_field", f"field 'node' must be a string of 1-{MAX_NODE_CHARS} characters, got {_show(node)}"
+        if not (type(ts) is int or (type(ts) is float and math.isfinite(ts))):
+            return "invalid_field", f"field 'ts' must be a finite number of Unix seconds, got {_show(ts)}"
+        if type(name) is not str:
+            return "invalid_field", f"field 'series' must be a string, got {_show(name)}"
+        if type(key) is not str:
+            return "invalid_field", f"field 'key' must be a string, got {_show(key)}"
+        count = ev.get("count", 1) if kind == SERIES_ADD else 1
+        if type(count) is not int or abs(count) > MAX_EVENT_N:
+            return "invalid_field", f"field 'count' must be an integer from -{MAX_EVENT_N} to {MAX_EVENT_N}, got {_show(count)}"
+        definition = self.series(name)
+        if definition is None:
+            return "unknown_series", f"series {_show(name)} is not defined"
+        counted_key: int | str = key
+        if definition.family is None:
+            if not 0 < len(key) <= MAX_SERIES_KEY_CHARS:
+                return "invalid_key", f"key of string series {name!r} must have 1-{MAX_SERIES_KEY_CHARS} characters, got {_show(key)}"
+        else:
+            try:
+                family, addr = self.ip_parser(key)
+            except ValueError:
+                family, addr = 0, 0
+            if family != definition.family:
+                return "invalid_key", f"key of {definition.type} series {name!r} must be an IPv{definition.family} address, got {_show(key)}"
+            counted_key = definition.truncate(addr)
+        windows = definition.windows
+        oldest = windows.oldest_kept_start(now_s)
+        if ts < oldest:
+            return "too_late", f"ts {ts} is older than every window series {name!r} keeps (the oldest starts at {oldest})"
+        if ts > now_s + self.max_future_s:
+            return "future_timestamp", f"ts {ts} is more than {self.max_future_s:g} s ahead of the reference time {now_s}"
+        return (kind, definition, node, float(ts), counted_key, count)
 
     def _problem(self, ev: Any, now_s: float, oldest: float) -> tuple[str, str] | None:
         """``(reason, detail)`` of the first failing check, or None if the event is valid."""

@@ -22,6 +22,7 @@ from typing import Literal
 
 from pipeline.core.counts import WindowedCounts
 from pipeline.core.delta import CHAIN_START, Delta
+from pipeline.core.series_counts import SeriesCounts
 from pipeline.core.sessions import SessionGauge
 from pipeline.core.windows import Monitor
 
@@ -31,11 +32,12 @@ Outcome = Literal["applied", "duplicate", "gap"]
 
 
 class Replica:
-    """Counts, gauge and the per-partition last applied source offset."""
+    """Counts, gauge, series and the per-partition last applied source offset."""
 
     def __init__(self, monitors: tuple[Monitor, ...]) -> None:
         self.counts = WindowedCounts(monitors)
         self.gauge = SessionGauge()
+        self.series = SeriesCounts()
         self.applied: dict[int, int] = {}
 
     def next_offset(self, partition: int) -> int | None:
@@ -76,4 +78,5 @@ class Replica:
     def _count(self, delta: Delta, now_s: float) -> None:
         self.counts.apply(delta, now_s)
         self.gauge.apply(delta.sessions)
+        self.series.apply(delta.series, now_s)
         self.applied[delta.partition] = delta.last_offset
