@@ -20,6 +20,7 @@ SCHEMAS = (
     "deadletter",
     "window-summary",
     "series-definition",
+    "series-window-summary",
 )
 
 
