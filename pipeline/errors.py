@@ -63,7 +63,7 @@ class KafkaUnreachable(InboundAuditError):
 
 
 class AuditError(InboundAuditError):
-    """A request the contract answers with ``ok: false``; ``code`` is one of ``ERROR_CODES`` or ``SERIES_ERROR_CODES``."""
+    """A request the contract answers with ``ok: false``; ``code`` is in ``ERROR_CODES`` or ``SERIES_ERROR_CODES``."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")

@@ -322,7 +322,9 @@ def _lifecycle(audit: AuditApp) -> type[Service]:
             for definition in definitions.catalog.unlogged():
                 winner = await definitions.publish(producer, definition)
                 if winner != definition:
-                    audit.fail(f"INBOUND_AUDIT_SERIES defines {definition} but {audit.settings.series_topic} has {winner}")
+                    audit.fail(
+                        f"INBOUND_AUDIT_SERIES defines {definition} but {audit.settings.series_topic} has {winner}"
+                    )
 
         async def on_stop(self) -> None:
             await audit.responder.stop()

@@ -168,7 +168,9 @@ class Responder:
             value = reply_error(request_id, exc)
             self.stats[f"{SERIES_DEFINE}:{exc.code}"] += 1
         except (KafkaError, TimeoutError) as exc:
-            log.error("series_define %r not answered: the definition could not be written and read back (%r)", request_id, exc)
+            log.error(
+                "series_define %r not answered: the definition could not be written and read back (%r)", request_id, exc
+            )
             return
         finally:
             self.stats["requests"] += 1

@@ -86,7 +86,14 @@ def request_from_params(params: Mapping[str, str]) -> dict[str, Any]:
     for name in ("op", "monitor", "cidr", "ip", "node", "service", "series", "key", "type"):
         if name in params:
             obj[name] = params[name]
-    numbers = (("startv", int), ("endv", int), ("at", float), ("interval", int), ("num_windows", int), ("prefix_len", int))
+    numbers = (
+        ("startv", int),
+        ("endv", int),
+        ("at", float),
+        ("interval", int),
+        ("num_windows", int),
+        ("prefix_len", int),
+    )
     for name, parse in (*numbers, ("cluster", _boolean)):
         if name in params:
             try:

@@ -184,12 +184,16 @@ def _series_section(delta: Delta) -> dict[str, object]:
     ops = []
     for kind, definition, node, ts, key, count in delta.series:
         number = index.setdefault(definition, len(index))
-        ops.append([int(kind == SERIES_REMOVE), number, node, ts, key if definition.family is None else str(key), count])
+        ops.append(
+            [int(kind == SERIES_REMOVE), number, node, ts, key if definition.family is None else str(key), count]
+        )
     return {"defs": [d.as_dict() for d in index], "ops": ops, "ends": delta.series_ends}
 
 
 def _read_series_section(section: dict[str, list]) -> tuple[list[SeriesOp], list[int]]:
-    defs = [SeriesDef(d["series"], d["type"], d["interval"], d["num_windows"], d["prefix_len"]) for d in section["defs"]]
+    defs = [
+        SeriesDef(d["series"], d["type"], d["interval"], d["num_windows"], d["prefix_len"]) for d in section["defs"]
+    ]
     ops: list[SeriesOp] = []
     for removes, number, node, ts, key, count in section["ops"]:
         definition = defs[number]

@@ -436,28 +436,44 @@ class EventDecoder:
             return "invalid_field", f"field 'key' must be a string, got {_show(key)}"
         count = ev.get("count", 1) if kind == SERIES_ADD else 1
         if type(count) is not int or abs(count) > MAX_EVENT_N:
-            return "invalid_field", f"field 'count' must be an integer from -{MAX_EVENT_N} to {MAX_EVENT_N}, got {_show(count)}"
+            return (
+                "invalid_field",
+                f"field 'count' must be an integer from -{MAX_EVENT_N} to {MAX_EVENT_N}, got {_show(count)}",
+            )
         definition = self.series(name)
         if definition is None:
             return "unknown_series", f"series {_show(name)} is not defined"
         counted_key: int | str = key
         if definition.family is None:
             if not 0 < len(key) <= MAX_SERIES_KEY_CHARS:
-                return "invalid_key", f"key of string series {name!r} must have 1-{MAX_SERIES_KEY_CHARS} characters, got {_show(key)}"
+                return (
+                    "invalid_key",
+                    f"key of string series {name!r} must have 1-{MAX_SERIES_KEY_CHARS} characters, got {_show(key)}",
+                )
         else:
             try:
                 family, addr = self.ip_parser(key)
             except ValueError:
                 family, addr = 0, 0
             if family != definition.family:
-                return "invalid_key", f"key of {definition.type} series {name!r} must be an IPv{definition.family} address, got {_show(key)}"
+                return (
+                    "invalid_key",
+                    f"key of {definition.type} series {name!r} must be an IPv{definition.family} address,"
+                    f" got {_show(key)}",
+                )
             counted_key = definition.truncate(addr)
         windows = definition.windows
         oldest = windows.oldest_kept_start(now_s)
         if ts < oldest:
-            return "too_late", f"ts {ts} is older than every window series {name!r} keeps (the oldest starts at {oldest})"
+            return (
+                "too_late",
+                f"ts {ts} is older than every window series {name!r} keeps (the oldest starts at {oldest})",
+            )
         if ts > now_s + self.max_future_s:
-            return "future_timestamp", f"ts {ts} is more than {self.max_future_s:g} s ahead of the reference time {now_s}"
+            return (
+                "future_timestamp",
+                f"ts {ts} is more than {self.max_future_s:g} s ahead of the reference time {now_s}",
+            )
         return (kind, definition, node, float(ts), counted_key, count)
 
     def _problem(self, ev: Any, now_s: float, oldest: float) -> tuple[str, str] | None:

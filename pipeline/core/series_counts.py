@@ -174,7 +174,8 @@ class _Series:
             if cell is None:
                 continue
             if isinstance(cell, _StringCounts):
-                total += cell.values.get(query, 0)  # type: ignore[call-overload]
+                assert isinstance(query, str)
+                total += cell.values.get(query, 0)
             else:
                 assert isinstance(query, Block)
                 total += cell.range_sum(query.lo, query.hi)
@@ -207,7 +208,14 @@ class SeriesCounts:
             self._of(definition).add(series_adds, definition.windows.oldest_kept_start(now_s))
 
     def count(
-        self, definition: SeriesDef, query: SeriesQuery, startv: int, endv: int, at: float, now_s: float, node: str | None
+        self,
+        definition: SeriesDef,
+        query: SeriesQuery,
+        startv: int,
+        endv: int,
+        at: float,
+        now_s: float,
+        node: str | None,
     ) -> int:
         """Sum over window indices ``startv..endv`` (relative to ``at``) for ``query`` on ``node``
         (None: the fleet); windows older than the series keeps at ``now_s`` count 0."""
@@ -267,7 +275,9 @@ class SeriesCounts:
                 key_array = _key_array(definition, key_values)
                 ts_array = np.array(ts, dtype=np.float64)
                 node_array, count_array = np.array(nodes, dtype=np.uint32), np.array(counts, dtype=np.int64)
-                series.windows.setdefault(start, ({}, _Ledger()))[1].append(key_array, node_array, ts_array, count_array)
+                series.windows.setdefault(start, ({}, _Ledger()))[1].append(
+                    key_array, node_array, ts_array, count_array
+                )
                 removed_at = np.array([series.removed.get(k, -np.inf) for k in key_values], dtype=np.float64)
                 live = ts_array > removed_at
                 series._count_rows(start, key_array[live], node_array[live], count_array[live])

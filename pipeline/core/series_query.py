@@ -104,7 +104,8 @@ def _key(obj: dict[str, Any], definition: SeriesDef) -> Block | str:
         raise AuditError("invalid_key", f"series {definition.name!r}: {exc.message}") from None
     if block.family != definition.family:
         raise AuditError(
-            "invalid_key", f"series {definition.name!r} counts IPv{definition.family} keys; {block} is IPv{block.family}"
+            "invalid_key",
+            f"series {definition.name!r} counts IPv{definition.family} keys; {block} is IPv{block.family}",
         )
     return definition.query_block(block)
 
@@ -122,7 +123,8 @@ def _count(obj: dict[str, Any], catalog: SeriesCatalog) -> SeriesCountRequest:
     if endv >= definition.num_windows:
         raise AuditError(
             "window_out_of_range",
-            f"endv={endv} but series {name!r} keeps {definition.num_windows} window(s): 0..{definition.num_windows - 1}",
+            f"endv={endv} but series {name!r} keeps {definition.num_windows} window(s):"
+            f" 0..{definition.num_windows - 1}",
         )
     cluster = bool(obj.get("cluster"))
     node = obj.get("node")

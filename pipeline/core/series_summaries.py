@@ -74,7 +74,9 @@ class SeriesSummaryClock:
                 cells = counts.window_cells(definition, start)
                 nodes = sorted(scope for scope in cells if scope is not None)
                 for node in [None, *nodes]:
-                    summary = summarize_series_window(counts, definition, start, node, self._settings.top_talkers, now_s)
+                    summary = summarize_series_window(
+                        counts, definition, start, node, self._settings.top_talkers, now_s
+                    )
                     out.append(orjson.dumps(summary))
                 start += size
             self._next[definition] = start

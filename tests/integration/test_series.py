@@ -95,8 +95,15 @@ async def check_counts(rq: Requester, oracle: SeriesOracle, now: float) -> int:
                 request.update({"cluster": True} if node is None else {"node": node})
                 query = in_block(cidr, family, oracle.definitions[name][3])
                 asks.append((request, oracle.count(name, query, startv, endv, now, node)))
-    relative = {"op": "series_count", "series": "cfg.fails", "key": "/24", "ip": "192.0.2.200", "cluster": True,
-                "endv": 4, "at": now}
+    relative = {
+        "op": "series_count",
+        "series": "cfg.fails",
+        "key": "/24",
+        "ip": "192.0.2.200",
+        "cluster": True,
+        "endv": 4,
+        "at": now,
+    }
     asks.append((relative, oracle.count("cfg.fails", in_block("192.0.2.0/24", 4), 0, 4, now, None)))
     for key in (*STRINGS, "nobody"):
         request = {"op": "series_count", "series": "senders", "key": key, "endv": 2, "at": now, "cluster": True}
@@ -136,12 +143,23 @@ async def test_series_define_count_remove_errors_and_restart(kafka_bootstrap: st
     rng = random.Random(15)
     try:
         async with Requester(settings) as rq:
-            define = {"op": "series_define", "series": "auth6", "type": "cidr_ipv6", "interval": 60,
-                      "num_windows": 10, "prefix_len": 48}
+            define = {
+                "op": "series_define",
+                "series": "auth6",
+                "type": "cidr_ipv6",
+                "interval": 60,
+                "num_windows": 10,
+                "prefix_len": 48,
+            }
             assert await ask_ok(rq, define) == 1
             assert await ask_ok(rq, define) == 1  # idempotent
-            assert await ask_ok(rq, {"op": "series_define", "series": "senders", "type": "string", "interval": 60,
-                                     "num_windows": 10}) == 1
+            assert (
+                await ask_ok(
+                    rq,
+                    {"op": "series_define", "series": "senders", "type": "string", "interval": 60, "num_windows": 10},
+                )
+                == 1
+            )
             conflict = await rq.ask({**define, "prefix_len": 64})
             assert conflict["error"]["code"] == "series_conflict", conflict
             # Concurrent different definitions of one new name: exactly one ok.
@@ -150,8 +168,13 @@ async def test_series_define_count_remove_errors_and_restart(kafka_bootstrap: st
             assert sorted(str(r.get("error", {}).get("code", "ok")) for r in replies) == ["ok", "series_conflict"]
 
             now = time.time()
-            oracle = SeriesOracle({"cfg.fails": ("cidr", 60, 30, None), "auth6": ("cidr_ipv6", 60, 10, 48),
-                                   "senders": ("string", 60, 10, None)})
+            oracle = SeriesOracle(
+                {
+                    "cfg.fails": ("cidr", 60, 30, None),
+                    "auth6": ("cidr_ipv6", 60, 10, 48),
+                    "senders": ("string", 60, 10, None),
+                }
+            )
             events = make_events(rng, now, 600)
             bad = [
                 {"node": "mta-1", "ts": now, "event": "series_add", "series": "nope", "key": "192.0.2.1"},
@@ -173,7 +196,9 @@ async def test_series_define_count_remove_errors_and_restart(kafka_bootstrap: st
 
             await wait_for(counted)
             assert await check_counts(rq, oracle, now) > 20
-            letters = [orjson.loads(r.value) for r in await read_topic(settings.bootstrap, settings.deadletter_topic, 3)]
+            letters = [
+                orjson.loads(r.value) for r in await read_topic(settings.bootstrap, settings.deadletter_topic, 3)
+            ]
             assert sorted(letter["reason"] for letter in letters) == ["invalid_key", "invalid_key", "unknown_series"]
 
             errors = {

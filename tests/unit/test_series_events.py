@@ -52,7 +52,10 @@ CASES = [
 @pytest.mark.parametrize("name", AVAILABLE)
 @pytest.mark.parametrize(("event", "reason"), CASES)
 def test_each_series_event_is_counted_or_dead_lettered_with_its_reason(name: str, event: dict, reason: str) -> None:
-    for value in (orjson.dumps(event), orjson.dumps([{"node": "n", "ts": NOW, "ip": "::1", "event": "connection"}, event])):
+    for value in (
+        orjson.dumps(event),
+        orjson.dumps([{"node": "n", "ts": NOW, "ip": "::1", "event": "connection"}, event]),
+    ):
         delta, rejected = BatchDecoder(MONITORS, FUTURE_S, name, SERIES.get).decode(0, -1, [value], [5], [NOW_MS])
         assert [r.reason for _, r in rejected] == ([] if reason is None else [reason])
         assert len(delta.series) == (1 if reason is None else 0)
@@ -64,7 +67,9 @@ def test_series_keys_are_counted_as_the_series_type_says() -> None:
         _add(series="fails6", key="2001:db8::1:2:3:4"),
         _add(series="senders", key="alice", event="series_remove"),
     ]
-    delta, _ = BatchDecoder(MONITORS, FUTURE_S, "python", SERIES.get).decode(0, -1, [orjson.dumps(events)], [5], [NOW_MS])
+    delta, _ = BatchDecoder(MONITORS, FUTURE_S, "python", SERIES.get).decode(
+        0, -1, [orjson.dumps(events)], [5], [NOW_MS]
+    )
     keys = [op[4] for op in delta.series]
     assert keys == [int(ipaddress.ip_address("192.0.2.7")), int(ipaddress.ip_address("2001:db8::")), "alice"]
     assert [op[0] for op in delta.series] == ["series_add", "series_add", "series_remove"]

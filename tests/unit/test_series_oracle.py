@@ -61,8 +61,16 @@ ops_st = st.lists(
 )
 
 
-def oracle(ops: list[tuple], definition: SeriesDef, query: Block | str, startv: int, endv: int, at: float,
-           now: float, node: str | None) -> int:
+def oracle(
+    ops: list[tuple],
+    definition: SeriesDef,
+    query: Block | str,
+    startv: int,
+    endv: int,
+    at: float,
+    now: float,
+    node: str | None,
+) -> int:
     size, num = definition.interval, definition.num_windows
     wanted = {math.floor(at / size) * size - k * size for k in range(startv, endv + 1)}
     oldest = math.floor(now / size) * size - (num - 1) * size

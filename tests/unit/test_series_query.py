@@ -22,8 +22,15 @@ CATALOG = SeriesCatalog([NAMES])
 for offset, definition in enumerate((FAILS, V6, SeriesDef("auth.fail", "cidr", 60, 1))):
     CATALOG.apply(offset, definition)
 COUNT = {"id": "r1", "reply_to": "r", "op": "series_count", "series": "auth.fail", "cluster": True, "ip": "10.1.2.3"}
-DEFINE = {"id": "r2", "reply_to": "r", "op": "series_define", "series": "new", "type": "cidr", "interval": 60,
-          "num_windows": 5}
+DEFINE = {
+    "id": "r2",
+    "reply_to": "r",
+    "op": "series_define",
+    "series": "new",
+    "type": "cidr",
+    "interval": 60,
+    "num_windows": 5,
+}
 DROP = object()
 
 

@@ -110,7 +110,9 @@ def test_state_retention_follows_the_longest_monitor(monitors: str, longest_span
 
 
 def test_state_retention_covers_configured_series_longer_than_every_monitor() -> None:
-    settings = load_settings({"INBOUND_AUDIT_MONITORS": "60,1", "INBOUND_AUDIT_SERIES": "auth:cidr:600,12 s:string:1,1"})
+    settings = load_settings(
+        {"INBOUND_AUDIT_MONITORS": "60,1", "INBOUND_AUDIT_SERIES": "auth:cidr:600,12 s:string:1,1"}
+    )
     assert topic_specs_by_role(settings)["state"].configs["retention.ms"] == str((7200 + 3600) * 1000)
 
 
