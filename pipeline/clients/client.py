@@ -109,8 +109,8 @@ class AuditClient:
     ``reply_topic`` names the topic replies come back on (created if missing, and then deleted on
     close); ``shared_reply_topic=True`` uses the process's one shared reply topic instead.
     ``series_add``/``series_remove`` publish through ``publisher`` (an MTA's own ``EventPublisher``)
-    or, without one, through a publisher of the client's ``node`` made on first use (no
-    ``node_reset``) and flushed by ``close``.
+    or, without one, through a publisher per node (the call's or the client's ``node``) made on
+    first use (no ``node_reset``) and flushed by ``close``.
     """
 
     def __init__(
@@ -145,7 +145,7 @@ class AuditClient:
         self._consumer: AIOKafkaConsumer | None = None
         self._reader: asyncio.Task[None] | None = None
         self._publisher = publisher
-        self._owns_publisher = False
+        self._own_publishers: dict[str, EventPublisher] = {}  # by node, made on first use
 
     async def __aenter__(self) -> AuditClient:
         await self.start()
@@ -181,9 +181,9 @@ class AuditClient:
     async def close(self) -> None:
         """Flush series events, stop reading, fail any query still waiting (no caller hangs on a
         closed client), and delete the reply topic if this client created it."""
-        if self._owns_publisher and self._publisher is not None:
-            self._owns_publisher = False
-            await self._publisher.close()
+        publishers, self._own_publishers = self._own_publishers, {}
+        for own in publishers.values():
+            await own.close()
         if self._reader is not None:
             self._reader.cancel()
             await asyncio.gather(self._reader, return_exceptions=True)
@@ -302,15 +302,22 @@ class AuditClient:
         return await self.query("rejections", monitor, options, **context)
 
     async def series_define(
-        self, name: str, type: str, interval: int, num_windows: int, options: Mapping[str, Any] | None = None
+        self,
+        name: str,
+        type: str,
+        interval: int,
+        num_windows: int,
+        options: Mapping[str, Any] | None = None,
+        *,
+        timeout_s: float | None = None,
     ) -> int:
         """``msys.audit_series.define``: 1 once the series is defined fleet-wide (idempotent);
         ``AuditError`` ``series_conflict`` if it is defined differently. ``options``: ``prefix_len``."""
         request = {"op": "series_define", "series": name, "type": type, "interval": interval}
         request["num_windows"] = num_windows
-        if options and options.get("prefix_len") is not None:
+        if isinstance(options, Mapping) and options.get("prefix_len") is not None:
             request["prefix_len"] = options["prefix_len"]
-        return await self._ask(request)
+        return await self._ask(request, timeout_s)
 
     async def series_count(
         self,
@@ -320,6 +327,7 @@ class AuditClient:
         ip: str | None = None,
         node: str | None = None,
         at: float | None = None,
+        timeout_s: float | None = None,
     ) -> int:
         """``msys.audit_series.count``: options ``startv``, ``endv``, ``key`` (for cidr series any
         cidr form; default the connecting IP), ``cluster``; a non-table option is the key."""
@@ -327,35 +335,50 @@ class AuditClient:
         request = build_series_request(
             name, options, ip=ip or self.ip, node=node or self.node, at=at, cluster=self.cluster
         )
-        return await self._ask(request)
+        return await self._ask(request, timeout_s)
 
-    async def series_add(self, name: str, options: Options = None, *, ip: str | None = None) -> None:
+    async def series_add(
+        self,
+        name: str,
+        options: Options = None,
+        *,
+        ip: str | None = None,
+        node: str | None = None,
+        timeout_s: float | None = None,
+    ) -> None:
         """``msys.audit_series.add``: options ``count`` (default 1) and ``key``; a non-table option
         is the key. Without a key the connecting IP is added, which only a cidr series accepts:
         the series is asked first, so an unknown series or a string series raises ``AuditError``."""
         key, count = (options.get("key"), options.get("count", 1)) if isinstance(options, Mapping) else (options, 1)
         if key is None:
-            await self.series_count(name, {"cluster": True}, ip=ip)  # unknown_series, invalid_key, missing_ip
+            await self.series_count(
+                name, {"cluster": True}, ip=ip, timeout_s=timeout_s
+            )  # unknown_series, invalid_key, missing_ip
             key = ip or self.ip
-        await (await self._series_publisher()).series_add(name, str(key), int(count))
+        await (await self._series_publisher(node)).series_add(name, str(key), int(count))
 
-    async def series_remove(self, name: str, key: str) -> None:
+    async def series_remove(self, name: str, key: str, *, node: str | None = None) -> None:
         """``msys.audit_series.remove_item``: every count of ``key`` so far, on every node."""
-        await (await self._series_publisher()).series_remove(name, key)
+        await (await self._series_publisher(node)).series_remove(name, key)
 
     async def flush(self) -> None:
         """Wait until the series events published so far are on the bus."""
-        if self._publisher is not None:
-            await self._publisher.flush()
+        for publisher in [self._publisher, *self._own_publishers.values()]:
+            if publisher is not None:
+                await publisher.flush()
 
-    async def _series_publisher(self) -> EventPublisher:
-        if self._publisher is None:
-            if not self.node:
-                raise InboundAuditError("series_add/series_remove need the client's node (AuditClient(node=...))")
-            self._publisher = EventPublisher(self.settings, self.node, bootstrap=self.bootstrap, reset_on_start=False)
-            await self._publisher.start()
-            self._owns_publisher = True
-        return self._publisher
+    async def _series_publisher(self, node: str | None) -> EventPublisher:
+        if self._publisher is not None:
+            return self._publisher
+        name = node or self.node
+        if not name:
+            raise InboundAuditError("series_add/series_remove need a node (AuditClient(node=...) or node=...)")
+        publisher = self._own_publishers.get(name)
+        if publisher is None:
+            publisher = EventPublisher(self.settings, name, bootstrap=self.bootstrap, reset_on_start=False)
+            await publisher.start()
+            self._own_publishers[name] = publisher
+        return publisher
 
     async def inbound_session_count(self, cidr: str | None = None, service: str = "SMTP", **context: Any) -> int:
         """``msys.audit.inbound_session_count``: sessions open right now (a gauge, not a window)."""
@@ -437,9 +460,9 @@ class SyncAuditClient:
         """Blocking ``msys.audit_series.count``."""
         return self._run(self._client.series_count(name, options, **context))
 
-    def series_remove(self, name: str, key: str) -> None:
+    def series_remove(self, name: str, key: str, **context: Any) -> None:
         """Blocking ``msys.audit_series.remove_item``."""
-        self._run(self._client.series_remove(name, key))
+        self._run(self._client.series_remove(name, key, **context))
 
     def flush(self) -> None:
         """Blocking ``AuditClient.flush``."""
