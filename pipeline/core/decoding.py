@@ -15,7 +15,14 @@ import numpy as np
 
 from pipeline.core.cidr import IpParser
 from pipeline.core.delta import Delta, FamilyColumns, delta_from_decoded
-from pipeline.core.events import DecodedBatch, EventDecoder, Rejection, SeriesLookup, invalid_json_detail
+from pipeline.core.events import (
+    MAX_MESSAGE_BYTES,
+    DecodedBatch,
+    EventDecoder,
+    Rejection,
+    SeriesLookup,
+    invalid_json_detail,
+)
 from pipeline.core.prefix_counts import KEY_DTYPES
 from pipeline.core.windows import Monitor
 from pipeline.errors import ConfigError
@@ -94,25 +101,45 @@ class BatchDecoder:
         return self._decode_python(partition, prev_offset, values, offsets, timestamps_ms)
 
     def _decode_native(self, partition: int, prev_offset: int, values: Values, offsets: Ints, stamps: Ints) -> Decoded:
+        """Native columns; series events (which need the definitions) are judged here in Python:
+        a record that is an array of valid series events only is taken whole by the typed pass
+        and handed to the native decoder as ``[]``; the series events of other records come
+        back as ``defer`` in their place and are taken per record, or one by one."""
         assert NATIVE is not None
+        series: dict[int, DecodedBatch] = {}  # record index -> its series events
+        native_values = list(values)
+        for index, raw in enumerate(values):
+            if raw is not None and raw[:1] == b"[" and len(raw) <= MAX_MESSAGE_BYTES and b'"series_' in raw:
+                batch = series[index] = DecodedBatch()
+                if self._reference.decode_series_array(raw, batch, stamps[index] / 1000.0):
+                    native_values[index] = b"[]"
         nodes, v4, v6, sessions, spans, rejections = NATIVE.decode_records(
-            values, offsets, stamps, self._sizes, self._max_future_s, self._max_future_text
+            native_values, offsets, stamps, self._sizes, self._max_future_s, self._max_future_text
         )
-        rejected: list[OffsetRejection] = []
-        series = DecodedBatch()
-        per_record = [0] * len(values)
-        for index, reason, detail, value in rejections:
+        deferred: dict[int, list[bytes]] = {}
+        for index, reason, _, value in rejections:
             if reason == _DEFER:
-                before = len(series.series), len(series.rejected)
-                self._reference.decode_series_item(value, series, stamps[index] / 1000.0)
-                per_record[index] += len(series.series) - before[0]
-                rejected += [(offsets[index], r) for r in series.rejected[before[1] :]]
-                continue
-            text = detail if detail is not None else _invalid_json_detail(value)
-            rejected.append((offsets[index], Rejection(reason, text, value)))
+                deferred.setdefault(index, []).append(value)
+        for index, items in deferred.items():
+            joined = b"[" + b",".join(items) + b"]"
+            if self._reference.decode_series_array(
+                joined, series.setdefault(index, DecodedBatch()), stamps[index] / 1000.0
+            ):
+                deferred[index] = []  # all taken
+        rejected: list[OffsetRejection] = []
+        for index, reason, detail, value in rejections:
+            if reason != _DEFER:
+                text = detail if detail is not None else _invalid_json_detail(value)
+                rejected.append((offsets[index], Rejection(reason, text, value)))
+            elif deferred[index]:
+                batch = series[index]
+                self._reference.decode_series_item(value, batch, stamps[index] / 1000.0)
+                rejected += [(offsets[index], r) for r in batch.rejected]
+                batch.rejected.clear()
         delta = Delta(partition, prev_offset, spans, nodes, _columns(4, v4), _columns(6, v6), sessions)
-        if series.series:
-            delta.series = series.series
+        if any(batch.series for batch in series.values()):
+            per_record = [len(series[i].series) if i in series else 0 for i in range(len(values))]
+            delta.series = [op for i in sorted(series) for op in series[i].series]
             delta.series_ends = np.cumsum(per_record).tolist()
         return delta, rejected
 

@@ -179,27 +179,38 @@ def _spans(message_ends: list[tuple[int, int, int]], is6: np.ndarray) -> list[Sp
 
 
 def _series_section(delta: Delta) -> dict[str, object]:
-    """The series events as JSON: definitions once, each event naming its definition's index."""
-    index: dict[SeriesDef, int] = {}
-    ops = []
-    for kind, definition, node, ts, key, count in delta.series:
-        number = index.setdefault(definition, len(index))
-        ops.append(
-            [int(kind == SERIES_REMOVE), number, node, ts, key if definition.family is None else str(key), count]
-        )
-    return {"defs": [d.as_dict() for d in index], "ops": ops, "ends": delta.series_ends}
+    """The series events as JSON columns: definitions once, each event naming its definition's
+    index; addresses as decimal text (JSON numbers stop at 64 bits)."""
+    kinds, definitions, nodes, ts, keys, counts = zip(*delta.series, strict=True)
+    numbers: dict[int, int] = {}  # by id: the events of one series share its definition object
+    defs: list[SeriesDef] = []
+    for definition in {id(d): d for d in definitions}.values():
+        if definition not in defs:
+            defs.append(definition)
+        numbers[id(definition)] = defs.index(definition)
+    return {
+        "defs": [d.as_dict() for d in defs],
+        "removes": [i for i, kind in enumerate(kinds) if kind == SERIES_REMOVE],
+        "def": [numbers[id(d)] for d in definitions],
+        "node": nodes,
+        "ts": ts,
+        "key": [key if type(key) is str else str(key) for key in keys],
+        "count": counts,
+        "ends": delta.series_ends,
+    }
 
 
 def _read_series_section(section: dict[str, list]) -> tuple[list[SeriesOp], list[int]]:
     defs = [
         SeriesDef(d["series"], d["type"], d["interval"], d["num_windows"], d["prefix_len"]) for d in section["defs"]
     ]
-    ops: list[SeriesOp] = []
-    for removes, number, node, ts, key, count in section["ops"]:
-        definition = defs[number]
-        kind = SERIES_REMOVE if removes else SERIES_ADD
-        ops.append((kind, definition, node, ts, key if definition.family is None else int(key), count))
-    return ops, [int(end) for end in section["ends"]]
+    definitions = [defs[number] for number in section["def"]]
+    kinds = [SERIES_ADD] * len(definitions)
+    for index in section["removes"]:
+        kinds[index] = SERIES_REMOVE
+    keys = [key if d.family is None else int(key) for key, d in zip(section["key"], definitions, strict=True)]
+    columns = (kinds, definitions, section["node"], section["ts"], keys, section["count"])
+    return list(zip(*columns, strict=True)), [int(end) for end in section["ends"]]
 
 
 def encode_delta(delta: Delta) -> bytes:

@@ -160,6 +160,20 @@ class _WireEvent(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 _decode_wire_array = msgspec.json.Decoder(list[_WireEvent]).decode
 
 
+class _WireSeriesEvent(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """A series event as the typed fast path sees it (a remove's ``count`` is ignored)."""
+
+    node: str
+    ts: float
+    event: str
+    series: str
+    key: str
+    count: int = 1
+
+
+_decode_series_array = msgspec.json.Decoder(list[_WireSeriesEvent]).decode
+
+
 class Rejection(NamedTuple):
     """One dead-letter entry: SPEC reason, human detail, and the offending bytes."""
 
@@ -235,7 +249,9 @@ class EventDecoder:
             detail = f"message of {len(raw)} bytes exceeds the limit of {MAX_MESSAGE_BYTES} bytes"
             out.rejected.append(Rejection("batch_too_large", detail, bytes(raw)))
             return out
-        if raw[:1] == b"[" and self._decode_array(raw, out, now_s, oldest_kept_s):
+        if raw[:1] == b"[" and (
+            self._decode_array(raw, out, now_s, oldest_kept_s) or self.decode_series_array(raw, out, now_s)
+        ):
             return out
         try:
             doc = _loads_any_depth(raw)
@@ -343,6 +359,7 @@ class EventDecoder:
         max_n = MAX_EVENT_N
         latest = now_s + self.max_future_s
         slow = self._decode_slow
+        accept_series = self._accept_series
         for ev in events:
             if type(ev) is dict:
                 get = ev.get
@@ -376,6 +393,8 @@ class EventDecoder:
                                 if type(service) is str and (tts is int or ts - ts == 0.0):
                                     add_session((kinds[code], node, fa[0], fa[1], service))
                                     continue
+                elif name in SERIES_EVENTS and accept_series(ev, out, now_s):
+                    continue
             slow(ev, single_raw, out, now_s, oldest)
 
     def _decode_slow(self, ev: Any, single_raw: bytes | None, out: DecodedBatch, now_s: float, oldest: float) -> None:
@@ -402,13 +421,112 @@ class EventDecoder:
             service = ev.get("service", DEFAULT_SERVICE)
             out.sessions.append((_SESSION_KINDS[code], ev["node"], family, addr, service))
 
+    def decode_series_array(self, raw: bytes, out: DecodedBatch, now_s: float) -> bool:
+        """Append every event of a JSON array of valid series events and return True, or append
+        nothing and return False (then each event is judged on its own). Checked column-wise,
+        as ``_decode_array`` does for the built-in events."""
+        try:
+            events = _decode_series_array(raw)
+        except (msgspec.DecodeError, ValueError, RecursionError):
+            return False
+        if not 0 < len(events) <= MAX_BATCH_EVENTS:
+            return not events
+        definitions = {name: self.series(name) for name in {ev.series for ev in events}}
+        if None in definitions.values() or not {ev.event for ev in events} <= set(SERIES_EVENTS):
+            return False
+        if any(not 0 < len(node) <= MAX_NODE_CHARS for node in {ev.node for ev in events}):
+            return False
+        counts = [ev.count if ev.event == SERIES_ADD else 1 for ev in events]
+        if (
+            min(counts) < -MAX_EVENT_N
+            or max(counts) > MAX_EVENT_N
+            or max(ev.ts for ev in events) > now_s + self.max_future_s
+        ):
+            return False
+        oldest = {name: d.windows.oldest_kept_start(now_s) for name, d in definitions.items() if d is not None}
+        if any(ev.ts < oldest[ev.series] for ev in events):
+            return False
+        keys = self._series_keys(events, definitions)
+        if keys is None:
+            return False
+        known = cast(dict[str, SeriesDef], definitions)
+        out.series += [
+            (ev.event, known[ev.series], ev.node, ev.ts, key, count)
+            for ev, key, count in zip(events, keys, counts, strict=True)
+        ]
+        return True
+
+    def _series_keys(
+        self, events: list[_WireSeriesEvent], definitions: dict[str, SeriesDef | None]
+    ) -> list[int | str] | None:
+        """Each event's key as counted (truncated address, or the string), or None if one is bad."""
+        families = [cast(SeriesDef, definitions[ev.series]).family for ev in events]
+        texts = [ev.key for ev in events]
+        if None in families and any(
+            not 0 < len(t) <= MAX_SERIES_KEY_CHARS for t, f in zip(texts, families, strict=True) if f is None
+        ):
+            return None
+        if set(families) == {None}:
+            return cast(list[int | str], texts)
+        addresses = self._addresses([t for t, f in zip(texts, families, strict=True) if f is not None])
+        if addresses is None:
+            return None
+        found = iter(addresses)
+        keys: list[int | str] = []
+        for ev, text, family in zip(events, texts, families, strict=True):
+            if family is None:
+                keys.append(text)
+                continue
+            address_family, address = next(found)
+            if address_family != family:
+                return None
+            keys.append(cast(SeriesDef, definitions[ev.series]).truncate(address))
+        return keys
+
     def decode_series_item(self, raw: bytes, out: DecodedBatch, now_s: float) -> None:
         """One series event's bytes (as a dead letter would show them), judged into ``out``.
 
         The native decoder hands series events over this way; the decision, detail and value
         are those the whole-message path gives.
         """
-        self.series_event(_prune(_loads_any_depth(raw), MAX_KEPT_DEPTH), raw, out, now_s)
+        ev = _loads_any_depth(raw)
+        if not self._accept_series(ev, out, now_s):
+            self.series_event(_prune(ev, MAX_KEPT_DEPTH), raw, out, now_s)
+
+    def _accept_series(self, ev: dict[str, Any], out: DecodedBatch, now_s: float) -> bool:
+        """Append the common valid series event and return True; anything it has doubts about
+        (False) goes to ``series_event``, the authority that also words rejections."""
+        get = ev.get
+        fields: list[Any] = [get("node"), get("ts"), get("key"), get("event"), get("series")]
+        node, ts, key, kind, name = fields
+        count = get("count", 1) if kind == SERIES_ADD else 1
+        definition = self.series(name) if type(name) is str else None
+        if definition is None or type(node) is not str or not 0 < len(node) <= MAX_NODE_CHARS:
+            return False
+        tts = type(ts)
+        if type(key) is not str or type(count) is not int or not -MAX_EVENT_N <= count <= MAX_EVENT_N:
+            return False
+        size = definition.interval
+        if not (tts is int or (tts is float and ts - ts == 0.0)):
+            return False
+        if not math.floor(now_s / size) * size - (definition.num_windows - 1) * size <= ts <= now_s + self.max_future_s:
+            return False
+        family = definition.family
+        if family is None:
+            if not 0 < len(key) <= MAX_SERIES_KEY_CHARS:
+                return False
+            out.series.append((kind, definition, node, float(ts), key, count))
+            return True
+        found = self.ip_parser.get(key)
+        if found is None:
+            try:
+                found = self.ip_parser.parse(key)
+            except ValueError:
+                return False
+        if found[0] != family:
+            return False
+        out.series.append((kind, definition, node, float(ts), definition.truncate(found[1]), count))
+        return True
 
     def series_event(self, ev: dict[str, Any], single_raw: bytes | None, out: DecodedBatch, now_s: float) -> None:
         """Append one series event (already pruned) to ``out.series``, or reject it."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -45,6 +45,8 @@ class SeriesDef:
     interval: int
     num_windows: int
     prefix_len: int | None = None
+    #: The address family of its keys (None: string keys); derived, kept for the per-event path.
+    family: int | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
@@ -59,16 +61,12 @@ class SeriesDef:
                 raise ValueError(f"series {self.name!r}: prefix_len is only for cidr_ipv6 series")
             if type(self.prefix_len) is not int or not 0 <= self.prefix_len <= 128:
                 raise ValueError(f"series {self.name!r}: prefix_len must be an integer 0-128, got {self.prefix_len!r}")
+        object.__setattr__(self, "family", {"cidr": 4, "cidr_ipv6": 6}.get(self.type))
 
     @property
     def windows(self) -> Monitor:
         """The series' ring of windows, with the monitors' arithmetic."""
         return Monitor(self.interval, self.num_windows)
-
-    @property
-    def family(self) -> int | None:
-        """The address family of its keys (None: string keys)."""
-        return {"cidr": 4, "cidr_ipv6": 6}.get(self.type)
 
     @property
     def text(self) -> str:

@@ -197,14 +197,14 @@ class SeriesCounts:
 
     def apply(self, ops: Sequence[SeriesOp], now_s: float) -> None:
         """Apply a delta's series operations (removes and adds commute, so order is free)."""
-        adds: dict[SeriesDef, list[SeriesOp]] = {}
+        adds: dict[int, list[SeriesOp]] = {}  # by id: a delta's events of one series share its definition
         for op in ops:
-            kind, definition = op[0], op[1]
-            if kind == SERIES_REMOVE:
-                self._of(definition).remove(op[4], op[3])
+            if op[0] == SERIES_REMOVE:
+                self._of(op[1]).remove(op[4], op[3])
             else:
-                adds.setdefault(definition, []).append(op)
-        for definition, series_adds in adds.items():
+                adds.setdefault(id(op[1]), []).append(op)
+        for series_adds in adds.values():
+            definition = series_adds[0][1]
             self._of(definition).add(series_adds, definition.windows.oldest_kept_start(now_s))
 
     def count(

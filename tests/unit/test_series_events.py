@@ -12,6 +12,7 @@ from decoder_fuzz import FUTURE_S, MONITORS, NOW_MS, SERIES, outcome
 from pipeline.core.cidr import Block
 from pipeline.core.decoding import NATIVE, BatchDecoder
 from pipeline.core.delta import decode_delta, encode_delta
+from pipeline.core.events import MAX_MESSAGE_BYTES
 from pipeline.core.replica import Replica
 
 AVAILABLE = ["python"] + (["native"] if NATIVE is not None else [])
@@ -100,3 +101,11 @@ def test_a_delta_with_series_survives_the_wire_and_is_cut_by_source_offset() -> 
     fresh.apply(wired, NOW)
     assert fresh.series.count(SERIES["fails"], block, 0, 0, NOW, NOW, "mx1") == 7
     assert fresh.series.count(SERIES["senders"], "bob", 0, 2, NOW, NOW, None) == 1
+
+
+@pytest.mark.parametrize("name", AVAILABLE)
+def test_an_oversized_array_of_series_events_is_refused_whole(name: str) -> None:
+    event = orjson.dumps(_add(key="192.0.2.7", padding="x" * 200))
+    value = b"[" + b",".join([event] * (MAX_MESSAGE_BYTES // len(event) + 1)) + b"]"
+    delta, rejected = BatchDecoder(MONITORS, FUTURE_S, name, SERIES.get).decode(0, -1, [value], [5], [NOW_MS])
+    assert [r.reason for _, r in rejected] == ["batch_too_large"] and delta.series == []

@@ -52,7 +52,7 @@ def test_each_closed_window_is_summarised_once_per_scope_with_oracle_totals() ->
         ]
     )
     fleet = Counter[str]()
-    for _, definition, _, _, key, count in ops[:4]:
+    for _, _, _, _, key, count in ops[:4]:
         fleet[str(ipaddress.IPv4Address(key))] += count
     cluster = by_scope[("fails", START, "cluster", None)]
     assert cluster["total"] == sum(fleet.values()) == 7
