@@ -6,7 +6,8 @@ different machines be compared.
 
 * ingest: raw JSON batch bytes (1,000 events per array) -> decoded -> delta -> counted in every
   default monitor, for both the node and the fleet scope (what one worker does per event), with
-  the Python and (when built) the native decoder, and the share of the time spent applying.
+  the Python and (when built) the native decoder, and the share of the time spent applying; and
+  the same for ``series_add`` events of a cidr series (the native decoder hands those to Python).
 * query: ``count`` for /32, /24, /16 and /0 with 1,000,000 distinct IPv4 addresses in one window.
 * memory: tracemalloc bytes per distinct address per window, for one cell and for both scopes.
 """
@@ -29,6 +30,7 @@ from pipeline.core.decoding import NATIVE, BatchDecoder
 from pipeline.core.delta import decode_delta, delta_from_decoded, encode_delta
 from pipeline.core.events import DecodedBatch
 from pipeline.core.replica import Replica
+from pipeline.core.series import SeriesDef
 from pipeline.core.windows import parse_monitors
 
 MONITORS = parse_monitors("60,1 300,6 1800,4")
@@ -37,6 +39,26 @@ MESSAGES = 200
 EVENTS_PER_MESSAGE = 1_000
 RUNS = 5
 DECODERS = ["python"] + (["native"] if NATIVE is not None else [])
+SERIES = {"auth_failures": SeriesDef("auth_failures", "cidr", 300, 6)}
+
+
+def _series_messages(rng: random.Random) -> list[bytes]:
+    """``series_add`` events of one cidr series, with IPv4 keys and counts, as an MTA sends them."""
+    out = []
+    for m in range(MESSAGES):
+        batch = [
+            {
+                "node": f"mta-{m % 4}",
+                "ts": NOW - rng.random() * 120,
+                "event": "series_add",
+                "series": "auth_failures",
+                "key": ipv4_address(rng.randrange(200_000)),
+                "count": 1 + j % 3,
+            }
+            for j in range(EVENTS_PER_MESSAGE)
+        ]
+        out.append(orjson.dumps(batch))
+    return out
 
 
 def _messages(make_ip, rng: random.Random) -> list[bytes]:
@@ -59,7 +81,7 @@ def _messages(make_ip, rng: random.Random) -> list[bytes]:
 def _ingest_rate(messages: list[bytes], per_batch: int, decoder_name: str) -> tuple[float, float]:
     """Events/s through decode -> delta -> wire -> apply, ``per_batch`` messages per delta, and
     the share of that time spent applying deltas to the counts."""
-    decoder = BatchDecoder(MONITORS, 300.0, decoder_name)
+    decoder = BatchDecoder(MONITORS, 300.0, decoder_name, SERIES.get)
     replica = Replica(MONITORS)
     stamp = int(NOW * 1000)
     applying = 0.0
@@ -123,8 +145,8 @@ def main() -> None:
     calib = min(timeit.repeat("sum(range(1000))", number=2000, repeat=5)) / 2000 * 1e6
     print(f"cpu calibration: sum(range(1000)) = {calib:.1f} us (a typical server core: 8-12 us)")
     rng = random.Random(5)
-    for label, make_ip in (("IPv4", ipv4_address), ("IPv6", ipv6_address)):
-        messages = _messages(make_ip, rng)
+    inputs = [("IPv4", _messages(ipv4_address, rng)), ("IPv6", _messages(ipv6_address, rng))]
+    for label, messages in [*inputs, ("series_add", _series_messages(rng))]:
         for per_batch in (1, 20):
             line = f"ingest {label}, {per_batch:>2} message(s) of 1,000 events per delta:"
             for name in DECODERS:

@@ -4,8 +4,9 @@
 # (the authorizer must be on: StandardAuthorizer in KRaft). It only adds ACLs; re-running it is harmless.
 #
 #   mta        write events
-#   policy     write requests; create, read and delete its own reply topics (prefix audit.replies.)
-#   worker     read events and requests; read and write state; write dead letters, window summaries and
+#   policy     write requests; create, read and delete its own reply topics (prefix audit.replies.);
+#              read the series definitions (inbound-audit series list)
+#   worker     read events and requests; read and write state and series; write dead letters, window summaries and
 #              replies (prefix audit.replies.); its consumer groups and transactional ids (prefix GROUP);
 #              Faust's internal topics (prefix GROUP-); describe the configs of every topic it checks
 #   analytics  read window summaries and dead letters, with consumer group ANALYTICS_GROUP
@@ -15,7 +16,7 @@
 #   KAFKA_ACLS                the kafka-acls command (default kafka-acls.sh; "deploy/kafka acls" locally)
 #   KAFKA_ACLS_CONFIG         --command-config file: the admin client's security settings
 #   MTA_PRINCIPAL POLICY_PRINCIPAL WORKER_PRINCIPAL ANALYTICS_PRINCIPAL   default User:mta, User:policy, ...
-#   INBOUND_AUDIT_{EVENTS,REQUESTS,STATE,DEADLETTER,WINDOWS}_TOPIC, INBOUND_AUDIT_GROUP_ID, ANALYTICS_GROUP
+#   INBOUND_AUDIT_{EVENTS,REQUESTS,STATE,DEADLETTER,WINDOWS,SERIES}_TOPIC, INBOUND_AUDIT_GROUP_ID, ANALYTICS_GROUP
 #   REPLY_TOPIC_PREFIX        default audit.replies. (what AuditClient names its reply topics)
 # Each grant is one kafka-acls run; they run in parallel, and a failed one is tried once more on its own.
 # --dry-run prints them instead.
@@ -40,6 +41,7 @@ requests="${INBOUND_AUDIT_REQUESTS_TOPIC:-audit.requests}"
 state="${INBOUND_AUDIT_STATE_TOPIC:-audit.state}"
 deadletter="${INBOUND_AUDIT_DEADLETTER_TOPIC:-audit.deadletter}"
 windows="${INBOUND_AUDIT_WINDOWS_TOPIC:-audit.windows}"
+series="${INBOUND_AUDIT_SERIES_TOPIC:-audit.series}"
 group="${INBOUND_AUDIT_GROUP_ID:-inbound-audit}"
 replies="${REPLY_TOPIC_PREFIX:-audit.replies.}"
 mta="${MTA_PRINCIPAL:-User:mta}"
@@ -60,12 +62,13 @@ role() {
     policy)
         grant "$policy" literal Write,Describe --topic "$requests"
         grant "$policy" prefixed Create,Read,Delete,Describe --topic "$replies"
+        grant "$policy" literal Read,Describe --topic "$series"
         ;;
     worker)
-        grant "$worker" literal Read,Describe --topic "$events" --topic "$requests" --topic "$state"
-        grant "$worker" literal Write --topic "$state" --topic "$deadletter" --topic "$windows"
+        grant "$worker" literal Read,Describe --topic "$events" --topic "$requests" --topic "$state" --topic "$series"
+        grant "$worker" literal Write --topic "$state" --topic "$deadletter" --topic "$windows" --topic "$series"
         grant "$worker" literal DescribeConfigs --topic "$events" --topic "$requests" --topic "$state" \
-            --topic "$deadletter" --topic "$windows"
+            --topic "$deadletter" --topic "$windows" --topic "$series"
         grant "$worker" prefixed Write,Describe --topic "$replies" --transactional-id "$group"
         grant "$worker" prefixed Read,Describe --group "$group"
         grant "$worker" prefixed Create,Read,Write,Describe,DescribeConfigs --topic "$group-"

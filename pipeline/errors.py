@@ -23,6 +23,7 @@ __all__ = [
     "AuditError",
     "AuditTimeout",
     "ERROR_CODES",
+    "SERIES_ERROR_CODES",
 ]
 
 #: SPEC section 4 error codes, in the precedence order the contract fixes.
@@ -36,6 +37,9 @@ ERROR_CODES: tuple[str, ...] = (
     "missing_ip",
     "invalid_cidr",
 )
+
+#: SPEC section 8's codes for the series ops (their precedence is in ``core/series_query.py``).
+SERIES_ERROR_CODES: tuple[str, ...] = ("unknown_series", "series_conflict", "invalid_key")
 
 
 class InboundAuditError(Exception):
@@ -59,7 +63,7 @@ class KafkaUnreachable(InboundAuditError):
 
 
 class AuditError(InboundAuditError):
-    """A request the contract answers with ``ok: false``; ``code`` is one of ``ERROR_CODES``."""
+    """A request the contract answers with ``ok: false``; ``code`` is in ``ERROR_CODES`` or ``SERIES_ERROR_CODES``."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pipeline.core.series import SeriesDef, parse_series_list
 from pipeline.core.windows import Monitor, parse_monitors
 from pipeline.errors import ConfigError
 
@@ -75,6 +76,9 @@ class Settings:
     deadletter_topic: str = "audit.deadletter"
     windows_topic: str = "audit.windows"
     state_topic: str = "audit.state"
+    series_topic: str = "audit.series"
+    #: Series defined by configuration (``INBOUND_AUDIT_SERIES``), known before any log is read.
+    series: tuple[SeriesDef, ...] = ()
     partitions: int = 8
     replication_factor: int = 1
     group_id: str = "inbound-audit"
@@ -92,6 +96,12 @@ class Settings:
     def bootstrap(self) -> str:
         """Where to connect: the configured servers, or the local broker's address."""
         return self.bootstrap_servers or f"127.0.0.1:{self.local_kafka_port}"
+
+    @property
+    def longest_span_s(self) -> int:
+        """The longest a delta matters: the longest monitor or configured series span (seconds).
+        The state log keeps that plus an hour, and no series may be defined longer."""
+        return max([m.span_s for m in self.monitors] + [d.interval * d.num_windows for d in self.series])
 
     @property
     def snapshot_path(self) -> Path:
@@ -251,6 +261,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         deadletter_topic=_read(env, "INBOUND_AUDIT_DEADLETTER_TOPIC", _topic_name, d.deadletter_topic),
         windows_topic=_read(env, "INBOUND_AUDIT_WINDOWS_TOPIC", _topic_name, d.windows_topic),
         state_topic=_read(env, "INBOUND_AUDIT_STATE_TOPIC", _topic_name, d.state_topic),
+        series_topic=_read(env, "INBOUND_AUDIT_SERIES_TOPIC", _topic_name, d.series_topic),
+        series=_read(env, "INBOUND_AUDIT_SERIES", parse_series_list, d.series),
         partitions=_read(env, "INBOUND_AUDIT_PARTITIONS", _int_in(1, 1024), d.partitions),
         replication_factor=_read(env, "INBOUND_AUDIT_REPLICATION_FACTOR", _int_in(1, 16), d.replication_factor),
         group_id=_read(env, "INBOUND_AUDIT_GROUP_ID", str, d.group_id),

@@ -4,6 +4,8 @@
                         operation on the fleet-state table (``ingest.py``).
 * fleet-state table  — a global operation-changelog table (``state_table.py``) on the state topic:
                         every worker replays every partition and holds the whole fleet's counts.
+* series table       — a global table (``series_table.py``) on the compacted series topic: the
+                        named series' definitions, first per name in log order.
 * ``queries`` agent  — requests topic; one reply per request on its ``reply_to`` (``queries.py``).
 * timers             — expire old windows, publish window summaries, snapshot the replica,
                         watch the broker connection, log a stats line.
@@ -31,11 +33,13 @@ from mode import Service
 from pipeline.app.ingest import Ingester, SourceMessage
 from pipeline.app.queries import Responder
 from pipeline.app.range_reader import RangeReader
+from pipeline.app.series_table import SeriesDefinitions, SeriesTable
 from pipeline.app.state_table import FleetStateManager, FleetStateTable
 from pipeline.app.summary_publisher import SummaryPublisher
 from pipeline.app.transport import Transport
 from pipeline.app.web import register_web
 from pipeline.core.replica import Replica
+from pipeline.core.series import SeriesCatalog
 from pipeline.core.snapshot import Snapshot, encode_snapshot, write_bytes_atomically
 from pipeline.kafka.connection import client_options, faust_broker_options
 from pipeline.kafka.group_members import member_client_id
@@ -59,6 +63,7 @@ class AuditApp:
     bootstrap: str
     app: faust.App
     table: FleetStateTable
+    series_table: SeriesTable
     ingester: Ingester
     responder: Responder
     summaries: SummaryPublisher
@@ -77,6 +82,10 @@ class AuditApp:
     @property
     def replica(self) -> Replica:
         return self.manager.replica
+
+    @property
+    def definitions(self) -> SeriesDefinitions:
+        return self.series_table.manager
 
     def client_options(self) -> dict[str, Any]:
         return client_options(self.settings, self.bootstrap)
@@ -190,6 +199,8 @@ def build_app(settings: Settings, bootstrap: str, *, clock: Callable[[], float] 
     app.tables.add(table)
     manager = table.manager
     manager.clock = clock
+    series_table = _series_table(app, settings)
+    definitions = series_table.manager
 
     async def send(topic: str, key: bytes | None, value: bytes, partition: int | None) -> Any:
         return await app.producer.send(topic, key, value, partition, None, None)
@@ -200,8 +211,9 @@ def build_app(settings: Settings, bootstrap: str, *, clock: Callable[[], float] 
         bootstrap,
         app,
         table,
-        Ingester(settings, lambda: manager.replica, send, reader),
-        Responder(settings, lambda: manager.replica, clock),
+        series_table,
+        Ingester(settings, lambda: manager.replica, send, reader, lambda name: definitions.catalog.get(name)),
+        Responder(settings, lambda: manager.replica, clock, lambda: definitions.catalog, definitions.publish),
         SummaryPublisher(settings, lambda: client_options(settings, bootstrap), reader),
         clock,
     )
@@ -214,6 +226,31 @@ def build_app(settings: Settings, bootstrap: str, *, clock: Callable[[], float] 
     app.on_partitions_assigned.connect(_log_assigned(audit))
     register_web(audit)
     return audit
+
+
+def _series_table(app: faust.App, settings: Settings) -> SeriesTable:
+    """The series definitions' table on the compacted series topic (one partition)."""
+    topic = app.topic(
+        settings.series_topic,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=1,
+    )
+    table = SeriesTable(
+        app,
+        name="series",
+        changelog_topic=topic,
+        partitions=1,
+        is_global=True,
+        synchronize_all_active_partitions=True,
+        recovery_buffer_size=1,
+        standby_buffer_size=1,
+        new_catalog=lambda: SeriesCatalog(settings.series),
+    )
+    app.tables.add(table)
+    return table
 
 
 def _register_agents(audit: AuditApp, events: faust.TopicT, requests: faust.TopicT) -> None:
@@ -249,7 +286,8 @@ def _register_timers(audit: AuditApp) -> None:
     async def clock_tick() -> None:
         if audit.manager.recovered.is_set():
             owner = events_p0 in app.consumer.assignment()
-            await audit.summaries.tick(owner, audit.replica, audit.clock())
+            definitions = audit.definitions.catalog.definitions()
+            await audit.summaries.tick(owner, audit.replica, definitions, audit.clock())
 
     if settings.snapshot_interval_s:
 
@@ -290,6 +328,22 @@ def _lifecycle(audit: AuditApp) -> type[Service]:
         async def on_start(self) -> None:
             log.info("event decoder: %s", audit.ingester.decoder.name)
             await audit.responder.start(audit.client_options())
+
+        @Service.task
+        async def _configured_series(self) -> None:
+            """Once the logs are read: configured series the log lacks are written to it; one the
+            log defines differently stops the worker (the log's first definition counts)."""
+            await audit.manager.recovered.wait()
+            definitions, producer = audit.definitions, audit.responder.producer
+            assert producer is not None
+            for configured, logged in definitions.catalog.conflicts():
+                audit.fail(f"INBOUND_AUDIT_SERIES defines {configured} but {audit.settings.series_topic} has {logged}")
+            for definition in definitions.catalog.unlogged():
+                winner = await definitions.publish(producer, definition)
+                if winner != definition:
+                    audit.fail(
+                        f"INBOUND_AUDIT_SERIES defines {definition} but {audit.settings.series_topic} has {winner}"
+                    )
 
         async def on_stop(self) -> None:
             await audit.responder.stop()

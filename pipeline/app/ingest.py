@@ -29,7 +29,7 @@ import orjson
 from pipeline.app.range_reader import RangeReader
 from pipeline.core.decoding import BatchDecoder
 from pipeline.core.delta import CHAIN_START, encode_delta
-from pipeline.core.events import dead_letter_record
+from pipeline.core.events import SeriesLookup, dead_letter_record
 from pipeline.core.replica import Replica
 from pipeline.settings import Settings
 
@@ -53,12 +53,21 @@ class SourceMessage(NamedTuple):
 class Ingester:
     """Turns batches of source messages into delta operations and dead letters."""
 
-    def __init__(self, settings: Settings, replica: Callable[[], Replica], send: Send, reader: RangeReader) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        replica: Callable[[], Replica],
+        send: Send,
+        reader: RangeReader,
+        series: SeriesLookup | None = None,
+    ) -> None:
+        """``series`` finds a series' definition among those this worker has read (series events
+        of any other name are dead-lettered ``unknown_series``)."""
         self.settings = settings
         self._replica = replica
         self._send = send
         self._reader = reader
-        self.decoder = BatchDecoder(settings.monitors, settings.max_future_s, settings.decoder)
+        self.decoder = BatchDecoder(settings.monitors, settings.max_future_s, settings.decoder, series)
         self._cursor: dict[int, int] = {}  # events partition -> last source offset written
         self.stats = Counter[str]()
         self.dead_letter_reasons = Counter[str]()  # for the metrics: dead letters by reason
@@ -165,7 +174,7 @@ class Ingester:
             letter = orjson.dumps(dead_letter_record(rejection, topic, partition, offset))
             self._track(await self._send(deadletter_topic, None, letter, None))
         self._track(await self._send(self.settings.state_topic, None, encode_delta(delta), partition))
-        self.stats["events"] += delta.event_count + len(delta.sessions)
+        self.stats["events"] += delta.event_count + len(delta.sessions) + len(delta.series)
         self.stats["dead_letters"] += len(rejected)
         self.stats["deltas"] += 1
 

@@ -5,6 +5,11 @@ Replies go out in the background on a zero-linger producer: a slow or missing re
 not hold up the requests behind it. A request whose ``reply_to`` names one of inbound-audit's own
 topics is dead-lettered (``reply_to_internal_topic``): nothing a request says makes a worker
 write into them.
+
+A ``series_define`` of a new series is answered only after its record was written to the series
+topic and read back: the catalog then says which definition came first in the log, so two
+workers defining one name differently at the same moment answer ``ok`` and ``series_conflict``,
+never ``ok`` twice. (Over HTTP only known definitions are confirmed; nothing is written.)
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -24,6 +29,14 @@ from prometheus_client import Histogram
 from pipeline.core.events import Rejection, dead_letter_record
 from pipeline.core.query import Unroutable, answer, parse_request, read_envelope, reply_error, reply_value
 from pipeline.core.replica import Replica
+from pipeline.core.series import SeriesCatalog, SeriesDef
+from pipeline.core.series_query import (
+    SERIES_DEFINE,
+    SeriesCountRequest,
+    SeriesDefineRequest,
+    answer_series_count,
+    conflict,
+)
 from pipeline.errors import AuditError
 from pipeline.settings import Settings
 
@@ -34,6 +47,9 @@ REPLY_ATTEMPTS = 4
 
 log = logging.getLogger(__name__)
 
+#: Writes a definition and returns the one that counts once it was read back.
+Publish = Callable[[AIOKafkaProducer, SeriesDef], Awaitable[SeriesDef]]
+
 #: Answers take microseconds (two binary searches per window) up to milliseconds (wide ranges).
 LATENCY_BUCKETS_S = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 0.1, 1.0)
 
@@ -41,16 +57,26 @@ LATENCY_BUCKETS_S = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3,
 class Responder:
     """Answers requests from the replica; owns the reply producer."""
 
-    def __init__(self, settings: Settings, replica: Callable[[], Replica], clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        replica: Callable[[], Replica],
+        clock: Callable[[], float],
+        catalog: Callable[[], SeriesCatalog],
+        publish: Publish,
+    ) -> None:
         self.settings = settings
         self._replica = replica
         self._clock = clock
+        self._catalog = catalog
+        self._publish = publish
         self._internal = {
             settings.events_topic,
             settings.requests_topic,
             settings.state_topic,
             settings.deadletter_topic,
             settings.windows_topic,
+            settings.series_topic,
         }
         self.producer: AIOKafkaProducer | None = None
         self._replies: set[asyncio.Task[None]] = set()
@@ -89,11 +115,13 @@ class Responder:
             self.stats["unroutable"] += 1
             return self._background(self._dead_letter(Rejection(exc.reason, exc.detail, raw or b""), partition, offset))
         request_id = obj.get("id")
+        key = request_id.encode() if isinstance(request_id, str) else None
+        if obj.get("op") == SERIES_DEFINE:
+            return self._background(self._define(obj, reply_to, key, partition, offset, raw or b""))
         try:
             value = reply_value(request_id, self.evaluate(obj))
         except AuditError as exc:
             value = reply_error(request_id, exc)
-        key = request_id.encode() if isinstance(request_id, str) else None
         return self._background(self._reply(reply_to, key, value, partition, offset, raw or b""))
 
     def evaluate(self, obj: dict[str, Any]) -> int:
@@ -102,9 +130,16 @@ class Responder:
         started = time.perf_counter()
         op = obj.get("op")
         try:
-            request = parse_request(obj, self.settings.monitors)
+            request = parse_request(obj, self.settings.monitors, self._catalog(), self.settings.longest_span_s)
             replica = self._replica()
-            value = answer(request, replica.counts, replica.gauge, self._clock())
+            if isinstance(request, SeriesDefineRequest):
+                if request.new:
+                    raise AuditError("invalid_request", "a new series is defined on the request topic only")
+                value = 1
+            elif isinstance(request, SeriesCountRequest):
+                value = answer_series_count(request, replica.series, self._clock())
+            else:
+                value = answer(request, replica.counts, replica.gauge, self._clock())
         except AuditError as exc:
             self.stats[f"{op}:{exc.code}" if isinstance(op, str) else exc.code] += 1
             raise
@@ -113,6 +148,33 @@ class Responder:
             self.latency.observe(time.perf_counter() - started)
         self.stats[f"{request.op}:ok"] += 1
         return value
+
+    async def _define(
+        self, obj: dict[str, Any], reply_to: str, key: bytes | None, partition: int, offset: int, raw: bytes
+    ) -> None:
+        """A series_define: written and read back first when new, then answered."""
+        request_id = obj.get("id")
+        try:
+            request = parse_request(obj, self.settings.monitors, self._catalog(), self.settings.longest_span_s)
+            assert isinstance(request, SeriesDefineRequest)
+            if request.new:
+                assert self.producer is not None
+                winner = await self._publish(self.producer, request.definition)
+                if winner != request.definition:
+                    raise conflict(request.definition, winner)
+            value = reply_value(request_id, 1)
+            self.stats[f"{SERIES_DEFINE}:ok"] += 1
+        except AuditError as exc:
+            value = reply_error(request_id, exc)
+            self.stats[f"{SERIES_DEFINE}:{exc.code}"] += 1
+        except (KafkaError, TimeoutError) as exc:
+            log.error(
+                "series_define %r not answered: the definition could not be written and read back (%r)", request_id, exc
+            )
+            return
+        finally:
+            self.stats["requests"] += 1
+        await self._reply(reply_to, key, value, partition, offset, raw)
 
     def _background(self, coro: Any) -> asyncio.Future[None]:
         task = asyncio.ensure_future(coro)

@@ -78,10 +78,18 @@ def request_from_params(params: Mapping[str, str]) -> dict[str, Any]:
     """A bus request from query parameters: typed where the text parses, left as text otherwise,
     so ``parse_request`` refuses it with the bus's own code and message."""
     obj: dict[str, Any] = {"id": "http"}
-    for name in ("op", "monitor", "cidr", "ip", "node", "service"):
+    for name in ("op", "monitor", "cidr", "ip", "node", "service", "series", "key", "type"):
         if name in params:
             obj[name] = params[name]
-    for name, parse in (("startv", int), ("endv", int), ("at", float), ("cluster", _boolean)):
+    numbers = (
+        ("startv", int),
+        ("endv", int),
+        ("at", float),
+        ("interval", int),
+        ("num_windows", int),
+        ("prefix_len", int),
+    )
+    for name, parse in (*numbers, ("cluster", _boolean)):
         if name in params:
             try:
                 obj[name] = parse(params[name])

@@ -20,7 +20,7 @@ __all__ = ["main"]
 
 #: Modules that contribute sub-commands; each has ``register(subparsers) -> None`` and sets
 #: ``func(args, settings) -> int`` on its parser.
-COMMAND_MODULES: tuple[str, ...] = ("worker", "topics", "query", "simulate", "deadletters", "lua")
+COMMAND_MODULES: tuple[str, ...] = ("worker", "topics", "query", "series", "simulate", "deadletters", "lua")
 
 
 class _CommandListFormatter(argparse.HelpFormatter):

@@ -18,11 +18,12 @@ import orjson
 
 from pipeline.clients.client import DEFAULT_TIMEOUT_S, AuditClient
 from pipeline.core.query import OPS
+from pipeline.core.series_query import SERIES_OPS
 from pipeline.core.windows import Monitor
 from pipeline.errors import AuditError
 from pipeline.settings import Settings
 
-__all__ = ["register", "run_with_client", "show_ip_counts", "show_ip_json", "WindowCount", "SHOW_IP_TYPES"]
+__all__ = ["register", "add_scope", "run_with_client", "show_ip_counts", "show_ip_json", "WindowCount", "SHOW_IP_TYPES"]
 
 T = TypeVar("T")
 
@@ -50,7 +51,7 @@ def run_with_client(
         return 1, None
 
 
-def _add_scope(parser: argparse.ArgumentParser) -> None:
+def add_scope(parser: argparse.ArgumentParser) -> None:
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument("--cluster", action="store_true", help="the whole fleet (the default)")
     scope.add_argument("--node", help="only this MTA node's counts")
@@ -144,7 +145,7 @@ def _run_show_ip(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def register(subparsers: Any) -> None:
-    """Add ``query`` and ``show-ip`` to the ``inbound-audit`` CLI."""
+    """Add ``query`` and ``show-ip`` to the ``inbound-audit`` CLI (series ops: ``inbound-audit series``)."""
     query = subparsers.add_parser(
         "query",
         help="ask one msys.audit question, print the answer",
@@ -153,7 +154,7 @@ def register(subparsers: Any) -> None:
             "'error <code>: <message>' and exit 1."
         ),
     )
-    query.add_argument("op", choices=OPS)
+    query.add_argument("op", choices=[op for op in OPS if op not in SERIES_OPS])
     query.add_argument("--monitor", help="e.g. 300,6 (required for the windowed ops)")
     query.add_argument("--cidr", help="/N, ADDR/N or ADDR (default: --ip as a single host)")
     query.add_argument("--ip", help="the connecting IP that /N and the default refer to")
@@ -161,7 +162,7 @@ def register(subparsers: Any) -> None:
     query.add_argument("--endv", type=int, help="last window, inclusive (default 0)")
     query.add_argument("--at", type=float, help="Unix time that window 0 contains (default: now)")
     query.add_argument("--service", default="SMTP", help="for inbound_session_count (default SMTP)")
-    _add_scope(query)
+    add_scope(query)
     query.set_defaults(func=_run_query)
 
     show = subparsers.add_parser(
@@ -175,5 +176,5 @@ def register(subparsers: Any) -> None:
     show.add_argument("cidr", metavar="CIDR", help="ADDR or ADDR/N")
     show.add_argument("--compact", action="store_true", help="only the windows that counted something")
     show.add_argument("--json", action="store_true", help="one JSON object: cidr, scope and the windows")
-    _add_scope(show)
+    add_scope(show)
     show.set_defaults(func=_run_show_ip)

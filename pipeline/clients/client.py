@@ -22,6 +22,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from pipeline.clients.publisher import EventPublisher
 from pipeline.clients.reply_topics import (
     create_reply_topic,
     delete_reply_topic,
@@ -39,6 +40,7 @@ __all__ = [
     "SyncAuditClient",
     "Options",
     "build_request",
+    "build_series_request",
     "DEFAULT_TIMEOUT_S",
 ]
 
@@ -49,6 +51,8 @@ Options = Mapping[str, Any] | str | None
 
 #: Keys of the options table that become request fields; any other key is ignored, as in Momentum.
 OPTION_KEYS: tuple[str, ...] = ("startv", "endv", "cidr", "cluster")
+#: The same for ``msys.audit_series.count`` (a non-table option is the key).
+SERIES_OPTION_KEYS: tuple[str, ...] = ("startv", "endv", "key", "cluster")
 
 DEFAULT_TIMEOUT_S = 20.0  # a worker dying takes ~6-8 s to be taken over (session 6 s)
 
@@ -84,11 +88,29 @@ def build_request(
     return request
 
 
+def build_series_request(
+    name: str, options: Options, *, ip: str | None, node: str | None, at: float | None, cluster: bool
+) -> dict[str, Any]:
+    """A ``series_count`` request body, options read as Momentum's ``msys.audit_series.count``."""
+    request: dict[str, Any] = {"op": "series_count", "series": name, "cluster": cluster}
+    if isinstance(options, Mapping):
+        request.update({key: options[key] for key in SERIES_OPTION_KEYS if options.get(key) is not None})
+    elif options is not None:
+        request["key"] = options
+    for key, value in (("ip", ip), ("node", node), ("at", at)):
+        if value is not None:
+            request[key] = value
+    return request
+
+
 class AuditClient:
     """Async client; use ``async with AuditClient(settings, ip=..., node=...) as audit:``.
 
     ``reply_topic`` names the topic replies come back on (created if missing, and then deleted on
     close); ``shared_reply_topic=True`` uses the process's one shared reply topic instead.
+    ``series_add``/``series_remove`` publish through ``publisher`` (an MTA's own ``EventPublisher``)
+    or, without one, through a publisher per node (the call's or the client's ``node``) made on
+    first use (no ``node_reset``) and flushed by ``close``.
     """
 
     def __init__(
@@ -103,6 +125,7 @@ class AuditClient:
         reply_topic: str | None = None,
         shared_reply_topic: bool = False,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        publisher: EventPublisher | None = None,
     ) -> None:
         if reply_topic is not None and shared_reply_topic:
             raise ValueError("pass reply_topic or shared_reply_topic, not both")
@@ -121,6 +144,8 @@ class AuditClient:
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._publisher = publisher
+        self._own_publishers: dict[str, EventPublisher] = {}  # by node, made on first use
 
     async def __aenter__(self) -> AuditClient:
         await self.start()
@@ -154,8 +179,11 @@ class AuditClient:
         self._reader = asyncio.create_task(self._read_replies(), name="audit-client-replies")
 
     async def close(self) -> None:
-        """Stop reading, fail any query still waiting (no caller hangs on a closed client), and
-        delete the reply topic if this client created it."""
+        """Flush series events, stop reading, fail any query still waiting (no caller hangs on a
+        closed client), and delete the reply topic if this client created it."""
+        publishers, self._own_publishers = self._own_publishers, {}
+        for own in publishers.values():
+            await own.close()
         if self._reader is not None:
             self._reader.cancel()
             await asyncio.gather(self._reader, return_exceptions=True)
@@ -204,10 +232,6 @@ class AuditClient:
         timeout_s: float | None = None,
     ) -> int:
         """Any SPEC op; the named methods below are what policies call."""
-        if self._producer is None:
-            raise InboundAuditError("audit client is not started (use 'async with' or start())")
-        if self._outage.down and not await reachable(self.bootstrap):
-            raise unreachable(self.bootstrap)
         request = build_request(
             op,
             monitor,
@@ -218,6 +242,15 @@ class AuditClient:
             cluster=self.cluster,
             service=service,
         )
+        return await self._ask(request, timeout_s)
+
+    async def _ask(self, request: dict[str, Any], timeout_s: float | None = None) -> int:
+        """Send one request body and return its value; raises ``AuditError`` for an error reply."""
+        if self._producer is None:
+            raise InboundAuditError("audit client is not started (use 'async with' or start())")
+        if self._outage.down and not await reachable(self.bootstrap):
+            raise unreachable(self.bootstrap)
+        op = request["op"]
         request_id = uuid.uuid4().hex
         request.update(id=request_id, reply_to=self.reply_topic)
         waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -267,6 +300,85 @@ class AuditClient:
     async def rejections(self, monitor: str, options: Options = None, **context: Any) -> int:
         """``msys.audit.rejections``: messages refused from the block in the windows."""
         return await self.query("rejections", monitor, options, **context)
+
+    async def series_define(
+        self,
+        name: str,
+        type: str,
+        interval: int,
+        num_windows: int,
+        options: Mapping[str, Any] | None = None,
+        *,
+        timeout_s: float | None = None,
+    ) -> int:
+        """``msys.audit_series.define``: 1 once the series is defined fleet-wide (idempotent);
+        ``AuditError`` ``series_conflict`` if it is defined differently. ``options``: ``prefix_len``."""
+        request = {"op": "series_define", "series": name, "type": type, "interval": interval}
+        request["num_windows"] = num_windows
+        if isinstance(options, Mapping) and options.get("prefix_len") is not None:
+            request["prefix_len"] = options["prefix_len"]
+        return await self._ask(request, timeout_s)
+
+    async def series_count(
+        self,
+        name: str,
+        options: Options = None,
+        *,
+        ip: str | None = None,
+        node: str | None = None,
+        at: float | None = None,
+        timeout_s: float | None = None,
+    ) -> int:
+        """``msys.audit_series.count``: options ``startv``, ``endv``, ``key`` (for cidr series any
+        cidr form; default the connecting IP), ``cluster``; a non-table option is the key."""
+        at = self.at if at is None else at
+        request = build_series_request(
+            name, options, ip=ip or self.ip, node=node or self.node, at=at, cluster=self.cluster
+        )
+        return await self._ask(request, timeout_s)
+
+    async def series_add(
+        self,
+        name: str,
+        options: Options = None,
+        *,
+        ip: str | None = None,
+        node: str | None = None,
+        timeout_s: float | None = None,
+    ) -> None:
+        """``msys.audit_series.add``: options ``count`` (default 1) and ``key``; a non-table option
+        is the key. Without a key the connecting IP is added, which only a cidr series accepts:
+        the series is asked first, so an unknown series or a string series raises ``AuditError``."""
+        key, count = (options.get("key"), options.get("count", 1)) if isinstance(options, Mapping) else (options, 1)
+        if key is None:
+            await self.series_count(
+                name, {"cluster": True}, ip=ip, timeout_s=timeout_s
+            )  # unknown_series, invalid_key, missing_ip
+            key = ip or self.ip
+        await (await self._series_publisher(node)).series_add(name, str(key), int(count))
+
+    async def series_remove(self, name: str, key: str, *, node: str | None = None) -> None:
+        """``msys.audit_series.remove_item``: every count of ``key`` so far, on every node."""
+        await (await self._series_publisher(node)).series_remove(name, key)
+
+    async def flush(self) -> None:
+        """Wait until the series events published so far are on the bus."""
+        for publisher in [self._publisher, *self._own_publishers.values()]:
+            if publisher is not None:
+                await publisher.flush()
+
+    async def _series_publisher(self, node: str | None) -> EventPublisher:
+        if self._publisher is not None:
+            return self._publisher
+        name = node or self.node
+        if not name:
+            raise InboundAuditError("series_add/series_remove need a node (AuditClient(node=...) or node=...)")
+        publisher = self._own_publishers.get(name)
+        if publisher is None:
+            publisher = EventPublisher(self.settings, name, bootstrap=self.bootstrap, reset_on_start=False)
+            await publisher.start()
+            self._own_publishers[name] = publisher
+        return publisher
 
     async def inbound_session_count(self, cidr: str | None = None, service: str = "SMTP", **context: Any) -> int:
         """``msys.audit.inbound_session_count``: sessions open right now (a gauge, not a window)."""
@@ -333,3 +445,25 @@ class SyncAuditClient:
     def inbound_session_count(self, cidr: str | None = None, service: str = "SMTP", **context: Any) -> int:
         """Blocking ``msys.audit.inbound_session_count``."""
         return self._run(self._client.inbound_session_count(cidr, service, **context))
+
+    def series_define(
+        self, name: str, type: str, interval: int, num_windows: int, options: Mapping[str, Any] | None = None
+    ) -> int:
+        """Blocking ``msys.audit_series.define``."""
+        return self._run(self._client.series_define(name, type, interval, num_windows, options))
+
+    def series_add(self, name: str, options: Options = None, **context: Any) -> None:
+        """Blocking ``msys.audit_series.add``."""
+        self._run(self._client.series_add(name, options, **context))
+
+    def series_count(self, name: str, options: Options = None, **context: Any) -> int:
+        """Blocking ``msys.audit_series.count``."""
+        return self._run(self._client.series_count(name, options, **context))
+
+    def series_remove(self, name: str, key: str, **context: Any) -> None:
+        """Blocking ``msys.audit_series.remove_item``."""
+        self._run(self._client.series_remove(name, key, **context))
+
+    def flush(self) -> None:
+        """Blocking ``AuditClient.flush``."""
+        self._run(self._client.flush())

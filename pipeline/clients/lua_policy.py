@@ -3,7 +3,11 @@
 The script sees what a Momentum policy sees: ``require("msys.core")``, ``require("msys.audit")``
 (and, harmlessly, ``msys.extended.*``), ``msys.registerModule(name, table)``, the validation
 constants, and ``msys.audit.connections/receptions/rejections(monitor, options)`` and
-``msys.audit.inbound_session_count(cidr, service)`` with Momentum's options rules. Those calls go
+``msys.audit.inbound_session_count(cidr, service)`` with Momentum's options rules, and
+``msys.audit_series.define(name, type, interval, num_windows, options)``, ``add(name, options)``,
+``count(name, options)`` and ``remove_item(name, key)`` with Momentum's defaults (a non-table
+options is the key; the connecting IP is the default key, so a string series without a key is
+a Lua error; ``add``/``remove_item`` events go out when the client closes). Those calls go
 over the bus through a ``SyncAuditClient`` with the session's connecting IP and node as context;
 an error reply becomes a Lua error whose message is the SPEC message.
 
@@ -53,11 +57,18 @@ HOOK_ARGS: dict[str, tuple[str, ...]] = {
 }
 DEFAULT_HOOK_ARGS = ("msg", "accept", "vctx")
 
-MSYS_MODULES = ("msys.core", "msys.audit", "msys.extended.message", "msys.extended.vctx", "msys.extended.ac")
+MSYS_MODULES = (
+    "msys.core",
+    "msys.audit",
+    "msys.audit_series",
+    "msys.extended.message",
+    "msys.extended.vctx",
+    "msys.extended.ac",
+)
 
 #: Builds ``msys`` from the Python callables, and the per-session stand-ins.
 PRELUDE = """
-local call, constants, register, modules, left, spent = ...
+local call, series_call, constants, register, modules, left, spent = ...
 -- The overall timeout: a script busy in Lua (a loop) is stopped too, not only one waiting for a
 -- reply, and pcall/xpcall cannot swallow the timeout error once the time is spent.
 if left then
@@ -90,6 +101,19 @@ msys.audit = {
     if not ok then error(value, 2) end
     return value
   end,
+}
+local function series(op)
+  return function(...)
+    local ok, value = series_call(op, ...)
+    if not ok then error(value, 2) end
+    return value
+  end
+end
+msys.audit_series = {
+  define = series("series_define"),
+  add = series("series_add"),
+  count = series("series_count"),
+  remove_item = series("series_remove"),
 }
 msys.extended = {message = {}, vctx = {}, ac = {}}
 msys.registerModule = function(name, module) register(name, module) end
@@ -215,11 +239,35 @@ def run_policy(
             return False, exc.message
         return True, value
 
+    def series_call(op: str, name: Any, *args: Any) -> tuple[bool, Any]:
+        timeout = {} if deadline is None else {"timeout_s": deadline.left()}
+        first = _options(args[0]) if args else None
+        try:
+            if op == "series_define":
+                kind, interval, num_windows, options = (*args, None, None, None, None)[:4]
+                value: Any = client.series_define(
+                    name, kind, _plain(interval), _plain(num_windows), _options(options), **timeout
+                )
+            elif op == "series_add":
+                client.series_add(name, first, ip=ip, node=node, **timeout)
+                value = None
+            elif op == "series_count":
+                value = client.series_count(name, first, ip=ip, node=node, **timeout)
+            elif first is None:
+                return False, f"msys.audit_series.remove_item({name!r}) needs a key"
+            else:
+                client.series_remove(name, str(first), node=node)
+                value = None
+        except AuditError as exc:
+            return False, exc.message
+        return True, value
+
     path = Path(script_path)
     try:
         lua.execute(
             PRELUDE,
             call,
+            series_call,
             lua.table_from(CONSTANTS),
             lambda name, module: modules.append((name, module)),
             lua.table_from(MSYS_MODULES),

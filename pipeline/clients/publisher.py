@@ -308,3 +308,16 @@ class EventPublisher:
     async def session_close(self, ip: str, service: str = "SMTP", ts: float | None = None) -> None:
         """That session ended."""
         await self.publish(self._session("session_close", ip, service, ts))
+
+    async def series_add(self, series: str, key: str, count: int = 1, ts: float | None = None) -> None:
+        """Add ``count`` (negative subtracts) to ``key`` of the named series (SPEC section 8)."""
+        event = {"ts": self.clock() if ts is None else ts, "event": "series_add", "series": series, "key": key}
+        if count != 1:
+            event["count"] = count
+        await self.publish(event)
+
+    async def series_remove(self, series: str, key: str, ts: float | None = None) -> None:
+        """Remove, fleet-wide, every count of ``key`` in the series up to ``ts`` (default now)."""
+        await self.publish(
+            {"ts": self.clock() if ts is None else ts, "event": "series_remove", "series": series, "key": key}
+        )

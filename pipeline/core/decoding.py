@@ -15,7 +15,14 @@ import numpy as np
 
 from pipeline.core.cidr import IpParser
 from pipeline.core.delta import Delta, FamilyColumns, delta_from_decoded
-from pipeline.core.events import DecodedBatch, EventDecoder, Rejection, invalid_json_detail
+from pipeline.core.events import (
+    MAX_MESSAGE_BYTES,
+    DecodedBatch,
+    EventDecoder,
+    Rejection,
+    SeriesLookup,
+    invalid_json_detail,
+)
 from pipeline.core.prefix_counts import KEY_DTYPES
 from pipeline.core.windows import Monitor
 from pipeline.errors import ConfigError
@@ -48,6 +55,8 @@ Decoded = tuple[Delta, list[OffsetRejection]]
 _COLUMN_DTYPES: tuple[np.dtype, ...] = (np.dtype(np.int64), np.dtype(np.uint8), np.dtype(np.uint32))
 #: Only if the native decoder refuses bytes that orjson takes (a bug the differential tests hunt).
 _UNWORDED_INVALID_JSON = "value is not UTF-8 JSON (native decoder)"
+#: The native decoder's "reason" for a series event, which the Python reference judges.
+_DEFER = "defer"
 
 
 class BatchDecoder:
@@ -58,8 +67,11 @@ class BatchDecoder:
 
     __slots__ = ("name", "_monitors", "_sizes", "_max_future_s", "_max_future_text", "_reference")
 
-    def __init__(self, monitors: Sequence[Monitor], max_future_s: float, choice: str = "auto") -> None:
-        """``choice`` is ``Settings.decoder``: auto, python, or native (ConfigError if not built)."""
+    def __init__(
+        self, monitors: Sequence[Monitor], max_future_s: float, choice: str = "auto", series: SeriesLookup | None = None
+    ) -> None:
+        """``choice`` is ``Settings.decoder``: auto, python, or native (ConfigError if not built);
+        ``series`` finds the definition of a series event's series (default: none is defined)."""
         if choice == "native" and NATIVE is None:
             raise ConfigError(
                 "INBOUND_AUDIT_DECODER=native but the native decoder (module pipeline_native) is not installed;"
@@ -75,6 +87,8 @@ class BatchDecoder:
         self._max_future_s = max_future_s
         self._max_future_text = f"{max_future_s:g}"
         self._reference = EventDecoder(IpParser(), max_future_s)
+        if series is not None:
+            self._reference.series = series
 
     def decode(self, partition: int, prev_offset: int, values: Values, offsets: Ints, timestamps_ms: Ints) -> Decoded:
         """Records ``values[i]`` (None: tombstone) at ``offsets[i]``, written at ``timestamps_ms[i]``.
@@ -87,20 +101,52 @@ class BatchDecoder:
         return self._decode_python(partition, prev_offset, values, offsets, timestamps_ms)
 
     def _decode_native(self, partition: int, prev_offset: int, values: Values, offsets: Ints, stamps: Ints) -> Decoded:
+        """Native columns; series events (which need the definitions) are judged here in Python:
+        a record that is an array of valid series events only is taken whole by the typed pass
+        and handed to the native decoder as ``[]``; the series events of other records come
+        back as ``defer`` in their place and are taken per record, or one by one."""
         assert NATIVE is not None
+        series: dict[int, DecodedBatch] = {}  # record index -> its series events
+        native_values = list(values)
+        for index, raw in enumerate(values):
+            if raw is not None and raw[:1] == b"[" and len(raw) <= MAX_MESSAGE_BYTES and b'"series_' in raw:
+                batch = series[index] = DecodedBatch()
+                if self._reference.decode_series_array(raw, batch, stamps[index] / 1000.0):
+                    native_values[index] = b"[]"
         nodes, v4, v6, sessions, spans, rejections = NATIVE.decode_records(
-            values, offsets, stamps, self._sizes, self._max_future_s, self._max_future_text
+            native_values, offsets, stamps, self._sizes, self._max_future_s, self._max_future_text
         )
-        rejected = [
-            (offsets[index], Rejection(reason, detail if detail is not None else _invalid_json_detail(value), value))
-            for index, reason, detail, value in rejections
-        ]
+        deferred: dict[int, list[bytes]] = {}
+        for index, reason, _, value in rejections:
+            if reason == _DEFER:
+                deferred.setdefault(index, []).append(value)
+        for index, items in deferred.items():
+            joined = b"[" + b",".join(items) + b"]"
+            if self._reference.decode_series_array(
+                joined, series.setdefault(index, DecodedBatch()), stamps[index] / 1000.0
+            ):
+                deferred[index] = []  # all taken
+        rejected: list[OffsetRejection] = []
+        for index, reason, detail, value in rejections:
+            if reason != _DEFER:
+                text = detail if detail is not None else _invalid_json_detail(value)
+                rejected.append((offsets[index], Rejection(reason, text, value)))
+            elif deferred[index]:
+                batch = series[index]
+                self._reference.decode_series_item(value, batch, stamps[index] / 1000.0)
+                rejected += [(offsets[index], r) for r in batch.rejected]
+                batch.rejected.clear()
         delta = Delta(partition, prev_offset, spans, nodes, _columns(4, v4), _columns(6, v6), sessions)
+        if any(batch.series for batch in series.values()):
+            per_record = [len(series[i].series) if i in series else 0 for i in range(len(values))]
+            delta.series = [op for i in sorted(series) for op in series[i].series]
+            delta.series_ends = np.cumsum(per_record).tolist()
         return delta, rejected
 
     def _decode_python(self, partition: int, prev_offset: int, values: Values, offsets: Ints, stamps: Ints) -> Decoded:
         batch = DecodedBatch()
         ends: list[tuple[int, int, int]] = []
+        series_ends: list[int] = []
         rejected: list[OffsetRejection] = []
         decode = self._reference.decode
         for value, offset, ts_ms in zip(values, offsets, stamps, strict=True):
@@ -110,7 +156,8 @@ class BatchDecoder:
             decode(value, now_s=now_s, oldest_kept_s=oldest, into=batch)
             rejected += [(offset, rejection) for rejection in batch.rejected[before:]]
             ends.append((offset, len(batch.node), len(batch.sessions)))
-        return delta_from_decoded(batch, partition, ends, prev_offset), rejected
+            series_ends.append(len(batch.series))
+        return delta_from_decoded(batch, partition, ends, prev_offset, series_ends), rejected
 
 
 def _invalid_json_detail(value: bytes) -> str:

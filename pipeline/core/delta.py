@@ -9,6 +9,9 @@ order writers' deltas arrive in: a delta that overlaps what was applied is cut t
 after it (``after``), and one that does not continue it reveals a gap (``replica.py``).
 
 Wire format: ``b"IAD2"``, a 4-byte header length, an orjson header, then the raw column arrays.
+The header's optional ``series`` section carries the batch's series events (SPEC section 8)
+with the definitions they were judged by, and where each message's series events end; a delta
+without series events is byte for byte what it was before series existed.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import orjson
 
 from pipeline.core.events import DecodedBatch
 from pipeline.core.prefix_counts import KEY_DTYPES
+from pipeline.core.series import SeriesDef
+from pipeline.core.series_counts import SERIES_ADD, SERIES_REMOVE, SeriesOp
 
 __all__ = [
     "CHAIN_START",
@@ -92,6 +97,9 @@ class Delta:
     v4: FamilyColumns
     v6: FamilyColumns
     sessions: list[SessionOp] = field(default_factory=list)
+    #: Series events, and per span where its series events end (empty: none in the delta).
+    series: list[SeriesOp] = field(default_factory=list)
+    series_ends: list[int] = field(default_factory=list)
 
     @property
     def first_offset(self) -> int:
@@ -112,6 +120,7 @@ class Delta:
             return self
         _, v4_start, v6_start, session_start = self.spans[k - 1]
         spans = [(o, e4 - v4_start, e6 - v6_start, es - session_start) for o, e4, e6, es in self.spans[k:]]
+        series_start = self.series_ends[k - 1] if self.series_ends else 0
         return Delta(
             self.partition,
             offset,
@@ -120,16 +129,22 @@ class Delta:
             self.v4.tail(v4_start),
             self.v6.tail(v6_start),
             self.sessions[session_start:],
+            self.series[series_start:],
+            [end - series_start for end in self.series_ends[k:]],
         )
 
 
 def delta_from_decoded(
-    decoded: DecodedBatch, partition: int, message_ends: list[tuple[int, int, int]], prev_offset: int = CHAIN_START
+    decoded: DecodedBatch,
+    partition: int,
+    message_ends: list[tuple[int, int, int]],
+    prev_offset: int = CHAIN_START,
+    series_ends: list[int] | None = None,
 ) -> Delta:
     """Columnarise a decoded batch: C-level passes over the lists (``map``, ``compress``), numpy after.
 
     ``message_ends`` lists, per source message in offset order, (offset, windowed events decoded
-    up to and including it, session events likewise).
+    up to and including it, session events likewise); ``series_ends`` the series events likewise.
     """
     count = len(decoded.node)
     node_ids = {name: i for i, name in enumerate(dict.fromkeys(decoded.node))}
@@ -148,7 +163,9 @@ def delta_from_decoded(
         keys6 = np.frombuffer(b"".join([a.to_bytes(16, "big") for a in compress(decoded.addr, is6.tolist())]), "S16")
         v4 = FamilyColumns(4, sec[is4], metric[is4], node[is4], keys4, n[is4])
         v6 = FamilyColumns(6, sec[is6], metric[is6], node[is6], keys6, n[is6])
-    return Delta(partition, prev_offset, spans, list(node_ids), v4, v6, list(decoded.sessions))
+    series = list(decoded.series)
+    ends = (series_ends or []) if series else []
+    return Delta(partition, prev_offset, spans, list(node_ids), v4, v6, list(decoded.sessions), series, ends)
 
 
 def _spans(message_ends: list[tuple[int, int, int]], is6: np.ndarray) -> list[Span]:
@@ -161,18 +178,54 @@ def _spans(message_ends: list[tuple[int, int, int]], is6: np.ndarray) -> list[Sp
     ]
 
 
+def _series_section(delta: Delta) -> dict[str, object]:
+    """The series events as JSON columns: definitions once, each event naming its definition's
+    index; addresses as decimal text (JSON numbers stop at 64 bits)."""
+    kinds, definitions, nodes, ts, keys, counts = zip(*delta.series, strict=True)
+    numbers: dict[int, int] = {}  # by id: the events of one series share its definition object
+    defs: list[SeriesDef] = []
+    for definition in {id(d): d for d in definitions}.values():
+        if definition not in defs:
+            defs.append(definition)
+        numbers[id(definition)] = defs.index(definition)
+    return {
+        "defs": [d.as_dict() for d in defs],
+        "removes": [i for i, kind in enumerate(kinds) if kind == SERIES_REMOVE],
+        "def": [numbers[id(d)] for d in definitions],
+        "node": nodes,
+        "ts": ts,
+        "key": [key if type(key) is str else str(key) for key in keys],
+        "count": counts,
+        "ends": delta.series_ends,
+    }
+
+
+def _read_series_section(section: dict[str, list]) -> tuple[list[SeriesOp], list[int]]:
+    defs = [
+        SeriesDef(d["series"], d["type"], d["interval"], d["num_windows"], d["prefix_len"]) for d in section["defs"]
+    ]
+    definitions = [defs[number] for number in section["def"]]
+    kinds = [SERIES_ADD] * len(definitions)
+    for index in section["removes"]:
+        kinds[index] = SERIES_REMOVE
+    keys = [key if d.family is None else int(key) for key, d in zip(section["key"], definitions, strict=True)]
+    columns = (kinds, definitions, section["node"], section["ts"], keys, section["count"])
+    return list(zip(*columns, strict=True)), [int(end) for end in section["ends"]]
+
+
 def encode_delta(delta: Delta) -> bytes:
-    header = orjson.dumps(
-        {
-            "p": delta.partition,
-            "prev": delta.prev_offset,
-            "spans": delta.spans,
-            "nodes": delta.nodes,
-            "n4": len(delta.v4),
-            "n6": len(delta.v6),
-            "sessions": [[k, nd, fam, str(addr), svc] for k, nd, fam, addr, svc in delta.sessions],
-        }
-    )
+    fields: dict[str, object] = {
+        "p": delta.partition,
+        "prev": delta.prev_offset,
+        "spans": delta.spans,
+        "nodes": delta.nodes,
+        "n4": len(delta.v4),
+        "n6": len(delta.v6),
+        "sessions": [[k, nd, fam, str(addr), svc] for k, nd, fam, addr, svc in delta.sessions],
+    }
+    if delta.series:
+        fields["series"] = _series_section(delta)
+    header = orjson.dumps(fields)
     parts = [_MAGIC, _HEADER_LEN.pack(len(header)), header]
     for cols in (delta.v4, delta.v6):
         parts.extend(np.ascontiguousarray(a).tobytes() for a in (cols.sec, cols.metric, cols.node, cols.key, cols.n))
@@ -185,7 +238,7 @@ def decode_delta(raw: bytes | None) -> Delta:
         raise ValueError("not an inbound-audit delta (bad magic)")
     try:
         return _decode_delta(raw)
-    except (KeyError, TypeError, IndexError, struct.error, orjson.JSONDecodeError) as exc:
+    except (KeyError, TypeError, IndexError, ValueError, struct.error, orjson.JSONDecodeError) as exc:
         raise ValueError(f"corrupt inbound-audit delta: {exc!r}") from None
 
 
@@ -206,4 +259,9 @@ def _decode_delta(raw: bytes) -> Delta:
     spans = [(int(o), int(e4), int(e6), int(es)) for o, e4, e6, es in header["spans"]]
     if not spans or spans[-1][1:] != (header["n4"], header["n6"], len(sessions)):
         raise ValueError("delta spans do not match its columns")
-    return Delta(header["p"], header["prev"], spans, header["nodes"], families[0], families[1], sessions)
+    series, series_ends = _read_series_section(header["series"]) if "series" in header else ([], [])
+    if series and (len(series_ends) != len(spans) or series_ends[-1] != len(series)):
+        raise ValueError("delta series ends do not match its series events")
+    return Delta(
+        header["p"], header["prev"], spans, header["nodes"], families[0], families[1], sessions, series, series_ends
+    )

@@ -20,6 +20,14 @@ reason:
 5. ``unknown_event``     ``event`` is not one of the six names
 6. ``too_late`` / ``future_timestamp``   windowed events only, against the caller's clock
 
+Series events (``"event": "series_add"`` or ``"series_remove"``, SPEC section 8) have no ``ip``
+and are judged by ``_series_problem`` in their own order: ``missing_field`` (node, ts, event,
+series, key), ``invalid_field`` (node, ts, series, key, then ``count`` of an add: an integer with
+|count| <= 2**31 - 1), ``unknown_series`` (not among the definitions the decoder was given),
+``invalid_key`` (not an address of the series' family, or a string key not of 1-255 characters),
+then ``too_late`` / ``future_timestamp`` against the series' own windows. A cidr_ipv6 key is
+truncated to the series' ``prefix_len`` here, so every replica counts the same key.
+
 Whole-message reasons (``invalid_json``, ``batch_too_large``, a top-level ``not_an_object``)
 reject the message once, with its raw bytes. "JSON" is what orjson accepts: strict UTF-8, no
 lone surrogates, no NaN/Infinity, numbers that fit a double (integers beyond 64 bits become
@@ -41,7 +49,7 @@ from __future__ import annotations
 import codecs
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import compress
 from typing import Any, NamedTuple, cast
@@ -50,9 +58,13 @@ import msgspec
 import orjson
 
 from pipeline.core.cidr import IpParser
+from pipeline.core.series import MAX_SERIES_KEY_CHARS, SeriesDef
+from pipeline.core.series_counts import SERIES_ADD, SERIES_REMOVE, SeriesOp
 
 __all__ = [
     "METRICS",
+    "SERIES_EVENTS",
+    "SeriesLookup",
     "SESSION_OPEN",
     "SESSION_CLOSE",
     "NODE_RESET",
@@ -94,9 +106,23 @@ REASONS: tuple[str, ...] = (
     "invalid_field",
     "invalid_ip",
     "unknown_event",
+    "unknown_series",
+    "invalid_key",
     "too_late",
     "future_timestamp",
 )
+
+#: The series event names, which the decoders hand to ``EventDecoder.series_event``.
+SERIES_EVENTS: tuple[str, ...] = (SERIES_ADD, SERIES_REMOVE)
+_SERIES_REQUIRED = ("node", "ts", "event", "series", "key")
+
+#: Series name -> its definition, or None for a series not (yet) defined.
+SeriesLookup = Callable[[str], SeriesDef | None]
+
+
+def _no_series(name: str) -> SeriesDef | None:
+    return None
+
 
 #: Event name -> code: 0-2 are metric codes, 3-5 index ``_SESSION_KINDS``.
 _CODES: dict[str, int] = {name: code for code, name in enumerate(EVENT_NAMES)}
@@ -134,6 +160,20 @@ class _WireEvent(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 _decode_wire_array = msgspec.json.Decoder(list[_WireEvent]).decode
 
 
+class _WireSeriesEvent(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """A series event as the typed fast path sees it (a remove's ``count`` is ignored)."""
+
+    node: str
+    ts: float
+    event: str
+    series: str
+    key: str
+    count: int = 1
+
+
+_decode_series_array = msgspec.json.Decoder(list[_WireSeriesEvent]).decode
+
+
 class Rejection(NamedTuple):
     """One dead-letter entry: SPEC reason, human detail, and the offending bytes."""
 
@@ -147,7 +187,7 @@ class DecodedBatch:
     """Accepted events in columns (input order), session events, and rejections.
 
     The windowed columns are parallel lists; ``sessions`` holds ``(kind, node, family, addr,
-    service)`` with kind ``"open"``, ``"close"`` or ``"reset"``.
+    service)`` with kind ``"open"``, ``"close"`` or ``"reset"``; ``series`` the series events.
     """
 
     node: list[str] = field(default_factory=list)
@@ -158,6 +198,7 @@ class DecodedBatch:
     n: list[int] = field(default_factory=list)
     sessions: list[tuple[str, str, int, int, str]] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
+    series: list[SeriesOp] = field(default_factory=list)
 
 
 def _show(value: Any) -> str:
@@ -182,11 +223,14 @@ def _json_type(value: Any) -> str:
 class EventDecoder:
     """Turns raw event-topic message values into a ``DecodedBatch``; never raises on bad input."""
 
-    __slots__ = ("ip_parser", "max_future_s")
+    __slots__ = ("ip_parser", "max_future_s", "series")
 
-    def __init__(self, ip_parser: IpParser | None = None, max_future_s: float = 300.0) -> None:
+    def __init__(
+        self, ip_parser: IpParser | None = None, max_future_s: float = 300.0, series: SeriesLookup = _no_series
+    ) -> None:
         self.ip_parser = ip_parser if ip_parser is not None else IpParser()
         self.max_future_s = max_future_s
+        self.series = series
 
     def decode(
         self, raw: bytes | None, *, now_s: float, oldest_kept_s: float, into: DecodedBatch | None = None
@@ -205,7 +249,9 @@ class EventDecoder:
             detail = f"message of {len(raw)} bytes exceeds the limit of {MAX_MESSAGE_BYTES} bytes"
             out.rejected.append(Rejection("batch_too_large", detail, bytes(raw)))
             return out
-        if raw[:1] == b"[" and self._decode_array(raw, out, now_s, oldest_kept_s):
+        if raw[:1] == b"[" and (
+            self._decode_array(raw, out, now_s, oldest_kept_s) or self.decode_series_array(raw, out, now_s)
+        ):
             return out
         try:
             doc = _loads_any_depth(raw)
@@ -313,6 +359,7 @@ class EventDecoder:
         max_n = MAX_EVENT_N
         latest = now_s + self.max_future_s
         slow = self._decode_slow
+        accept_series = self._accept_series
         for ev in events:
             if type(ev) is dict:
                 get = ev.get
@@ -346,11 +393,16 @@ class EventDecoder:
                                 if type(service) is str and (tts is int or ts - ts == 0.0):
                                     add_session((kinds[code], node, fa[0], fa[1], service))
                                     continue
+                elif name in SERIES_EVENTS and accept_series(ev, out, now_s):
+                    continue
             slow(ev, single_raw, out, now_s, oldest)
 
     def _decode_slow(self, ev: Any, single_raw: bytes | None, out: DecodedBatch, now_s: float, oldest: float) -> None:
         """Check one event in the documented order; append it to ``out`` or reject it."""
         ev = _prune(ev, MAX_KEPT_DEPTH)
+        if type(ev) is dict and ev.get("event") in SERIES_EVENTS:
+            self.series_event(ev, single_raw, out, now_s)
+            return
         problem = self._problem(ev, now_s, oldest)
         if problem is not None:
             value = single_raw if single_raw is not None else _dumps(ev)
@@ -368,6 +420,179 @@ class EventDecoder:
         else:
             service = ev.get("service", DEFAULT_SERVICE)
             out.sessions.append((_SESSION_KINDS[code], ev["node"], family, addr, service))
+
+    def decode_series_array(self, raw: bytes, out: DecodedBatch, now_s: float) -> bool:
+        """Append every event of a JSON array of valid series events and return True, or append
+        nothing and return False (then each event is judged on its own). Checked column-wise,
+        as ``_decode_array`` does for the built-in events."""
+        try:
+            events = _decode_series_array(raw)
+        except (msgspec.DecodeError, ValueError, RecursionError):
+            return False
+        if not 0 < len(events) <= MAX_BATCH_EVENTS:
+            return not events
+        definitions = {name: self.series(name) for name in {ev.series for ev in events}}
+        if None in definitions.values() or not {ev.event for ev in events} <= set(SERIES_EVENTS):
+            return False
+        if any(not 0 < len(node) <= MAX_NODE_CHARS for node in {ev.node for ev in events}):
+            return False
+        counts = [ev.count if ev.event == SERIES_ADD else 1 for ev in events]
+        if (
+            min(counts) < -MAX_EVENT_N
+            or max(counts) > MAX_EVENT_N
+            or max(ev.ts for ev in events) > now_s + self.max_future_s
+        ):
+            return False
+        oldest = {name: d.windows.oldest_kept_start(now_s) for name, d in definitions.items() if d is not None}
+        if any(ev.ts < oldest[ev.series] for ev in events):
+            return False
+        keys = self._series_keys(events, definitions)
+        if keys is None:
+            return False
+        known = cast(dict[str, SeriesDef], definitions)
+        out.series += [
+            (ev.event, known[ev.series], ev.node, ev.ts, key, count)
+            for ev, key, count in zip(events, keys, counts, strict=True)
+        ]
+        return True
+
+    def _series_keys(
+        self, events: list[_WireSeriesEvent], definitions: dict[str, SeriesDef | None]
+    ) -> list[int | str] | None:
+        """Each event's key as counted (truncated address, or the string), or None if one is bad."""
+        families = [cast(SeriesDef, definitions[ev.series]).family for ev in events]
+        texts = [ev.key for ev in events]
+        if None in families and any(
+            not 0 < len(t) <= MAX_SERIES_KEY_CHARS for t, f in zip(texts, families, strict=True) if f is None
+        ):
+            return None
+        if set(families) == {None}:
+            return cast(list[int | str], texts)
+        addresses = self._addresses([t for t, f in zip(texts, families, strict=True) if f is not None])
+        if addresses is None:
+            return None
+        found = iter(addresses)
+        keys: list[int | str] = []
+        for ev, text, family in zip(events, texts, families, strict=True):
+            if family is None:
+                keys.append(text)
+                continue
+            address_family, address = next(found)
+            if address_family != family:
+                return None
+            keys.append(cast(SeriesDef, definitions[ev.series]).truncate(address))
+        return keys
+
+    def decode_series_item(self, raw: bytes, out: DecodedBatch, now_s: float) -> None:
+        """One series event's bytes (as a dead letter would show them), judged into ``out``.
+
+        The native decoder hands series events over this way; the decision, detail and value
+        are those the whole-message path gives.
+        """
+        ev = _loads_any_depth(raw)
+        if not self._accept_series(ev, out, now_s):
+            self.series_event(_prune(ev, MAX_KEPT_DEPTH), raw, out, now_s)
+
+    def _accept_series(self, ev: dict[str, Any], out: DecodedBatch, now_s: float) -> bool:
+        """Append the common valid series event and return True; anything it has doubts about
+        (False) goes to ``series_event``, the authority that also words rejections."""
+        get = ev.get
+        fields: list[Any] = [get("node"), get("ts"), get("key"), get("event"), get("series")]
+        node, ts, key, kind, name = fields
+        count = get("count", 1) if kind == SERIES_ADD else 1
+        definition = self.series(name) if type(name) is str else None
+        if definition is None or type(node) is not str or not 0 < len(node) <= MAX_NODE_CHARS:
+            return False
+        tts = type(ts)
+        if type(key) is not str or type(count) is not int or not -MAX_EVENT_N <= count <= MAX_EVENT_N:
+            return False
+        size = definition.interval
+        if not (tts is int or (tts is float and ts - ts == 0.0)):
+            return False
+        if not math.floor(now_s / size) * size - (definition.num_windows - 1) * size <= ts <= now_s + self.max_future_s:
+            return False
+        family = definition.family
+        if family is None:
+            if not 0 < len(key) <= MAX_SERIES_KEY_CHARS:
+                return False
+            out.series.append((kind, definition, node, float(ts), key, count))
+            return True
+        found = self.ip_parser.get(key)
+        if found is None:
+            try:
+                found = self.ip_parser.parse(key)
+            except ValueError:
+                return False
+        if found[0] != family:
+            return False
+        out.series.append((kind, definition, node, float(ts), definition.truncate(found[1]), count))
+        return True
+
+    def series_event(self, ev: dict[str, Any], single_raw: bytes | None, out: DecodedBatch, now_s: float) -> None:
+        """Append one series event (already pruned) to ``out.series``, or reject it."""
+        judged = self._series_problem(ev, now_s)
+        if type(judged) is tuple and len(judged) == 2:
+            value = single_raw if single_raw is not None else _dumps(ev)
+            out.rejected.append(Rejection(judged[0], judged[1], value))
+        else:
+            out.series.append(cast(SeriesOp, judged))
+
+    def _series_problem(self, ev: dict[str, Any], now_s: float) -> tuple[str, str] | SeriesOp:
+        """``(reason, detail)`` of the first failing series check, or the accepted operation."""
+        missing = [name for name in _SERIES_REQUIRED if name not in ev]
+        if missing:
+            names = ", ".join(repr(name) for name in missing)
+            return "missing_field", f"missing required field{'s' if len(missing) > 1 else ''} {names}"
+        node, ts, name, key, kind = ev["node"], ev["ts"], ev["series"], ev["key"], ev["event"]
+        if type(node) is not str or not 0 < len(node) <= MAX_NODE_CHARS:
+            return "invalid_field", f"field 'node' must be a string of 1-{MAX_NODE_CHARS} characters, got {_show(node)}"
+        if not (type(ts) is int or (type(ts) is float and math.isfinite(ts))):
+            return "invalid_field", f"field 'ts' must be a finite number of Unix seconds, got {_show(ts)}"
+        if type(name) is not str:
+            return "invalid_field", f"field 'series' must be a string, got {_show(name)}"
+        if type(key) is not str:
+            return "invalid_field", f"field 'key' must be a string, got {_show(key)}"
+        count = ev.get("count", 1) if kind == SERIES_ADD else 1
+        if type(count) is not int or abs(count) > MAX_EVENT_N:
+            return (
+                "invalid_field",
+                f"field 'count' must be an integer from -{MAX_EVENT_N} to {MAX_EVENT_N}, got {_show(count)}",
+            )
+        definition = self.series(name)
+        if definition is None:
+            return "unknown_series", f"series {_show(name)} is not defined"
+        counted_key: int | str = key
+        if definition.family is None:
+            if not 0 < len(key) <= MAX_SERIES_KEY_CHARS:
+                return (
+                    "invalid_key",
+                    f"key of string series {name!r} must have 1-{MAX_SERIES_KEY_CHARS} characters, got {_show(key)}",
+                )
+        else:
+            try:
+                family, addr = self.ip_parser(key)
+            except ValueError:
+                family, addr = 0, 0
+            if family != definition.family:
+                return (
+                    "invalid_key",
+                    f"key of {definition.type} series {name!r} must be an IPv{definition.family} address,"
+                    f" got {_show(key)}",
+                )
+            counted_key = definition.truncate(addr)
+        windows = definition.windows
+        oldest = windows.oldest_kept_start(now_s)
+        if ts < oldest:
+            return (
+                "too_late",
+                f"ts {ts} is older than every window series {name!r} keeps (the oldest starts at {oldest})",
+            )
+        if ts > now_s + self.max_future_s:
+            return (
+                "future_timestamp",
+                f"ts {ts} is more than {self.max_future_s:g} s ahead of the reference time {now_s}",
+            )
+        return (kind, definition, node, float(ts), counted_key, count)
 
     def _problem(self, ev: Any, now_s: float, oldest: float) -> tuple[str, str] | None:
         """``(reason, detail)`` of the first failing check, or None if the event is valid."""

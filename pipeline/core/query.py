@@ -16,6 +16,14 @@ import orjson
 
 from pipeline.core.cidr import Block, resolve_cidr
 from pipeline.core.counts import WindowedCounts
+from pipeline.core.series import SeriesCatalog
+from pipeline.core.series_query import (
+    SERIES_FIELD_TYPES,
+    SERIES_OPS,
+    SeriesCountRequest,
+    SeriesDefineRequest,
+    parse_series_request,
+)
 from pipeline.core.sessions import SessionGauge
 from pipeline.core.windows import Monitor, parse_monitors
 from pipeline.errors import AuditError
@@ -34,7 +42,7 @@ __all__ = [
 #: op name -> metric code for the windowed ops; ``inbound_session_count`` is the gauge.
 WINDOWED_OPS: dict[str, int] = {"connections": 0, "receptions": 1, "rejections": 2}
 SESSION_OP = "inbound_session_count"
-OPS: tuple[str, ...] = (*WINDOWED_OPS, SESSION_OP)
+OPS: tuple[str, ...] = (*WINDOWED_OPS, SESSION_OP, *SERIES_OPS)
 
 
 class Unroutable(Exception):
@@ -137,8 +145,9 @@ def _check_types(obj: dict[str, Any]) -> None:
         raise _invalid(f"'id' must be a string of 1-128 characters, got {request_id!r}")
     if not isinstance(obj.get("op"), str):
         raise _invalid(f"field 'op' must be a string, got {obj.get('op')!r}" if "op" in obj else "missing field 'op'")
-    for name, types in _FIELD_TYPES.items():
-        if name in obj and obj[name] is not None and type(obj[name]) not in types:
+    typed = {**_FIELD_TYPES, **SERIES_FIELD_TYPES} if obj["op"] in SERIES_OPS else _FIELD_TYPES
+    for name, types in typed.items():
+        if obj.get(name) is not None and type(obj[name]) not in types:
             raise _invalid(f"field {name!r} must be a {types[0].__name__}, got {obj[name]!r}")
     for name in ("startv", "endv"):
         value = obj.get(name)
@@ -168,12 +177,24 @@ def _resolve_monitor(text: str, monitors: tuple[Monitor, ...]) -> Monitor:
     raise AuditError("unknown_monitor", f"monitor {text!r} is not configured; configured: {configured}")
 
 
-def parse_request(obj: dict[str, Any], monitors: tuple[Monitor, ...]) -> Request:
-    """Validate a routable request; raises ``AuditError`` with the first applicable SPEC code."""
+def parse_request(
+    obj: dict[str, Any],
+    monitors: tuple[Monitor, ...],
+    catalog: SeriesCatalog | None = None,
+    max_span_s: int | None = None,
+) -> Request | SeriesCountRequest | SeriesDefineRequest:
+    """Validate a routable request; raises ``AuditError`` with the first applicable SPEC code.
+
+    Series ops are judged against ``catalog`` (default: no series) and a definition may span at
+    most ``max_span_s`` (default: the longest monitor), what the state log keeps.
+    """
     _check_types(obj)
     op = obj["op"]
     if op not in OPS:
         raise AuditError("unknown_op", f"op {op!r} is not one of {', '.join(OPS)}")
+    if op in SERIES_OPS:
+        span = max_span_s if max_span_s is not None else max(m.span_s for m in monitors)
+        return parse_series_request(obj, catalog if catalog is not None else SeriesCatalog(), span)
     monitor = None
     startv, endv = obj.get("startv") or 0, obj.get("endv") or 0
     if op in WINDOWED_OPS:

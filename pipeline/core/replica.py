@@ -22,6 +22,7 @@ from typing import Literal
 
 from pipeline.core.counts import WindowedCounts
 from pipeline.core.delta import CHAIN_START, Delta
+from pipeline.core.series_counts import SeriesCounts
 from pipeline.core.sessions import SessionGauge
 from pipeline.core.tally import NodeTally
 from pipeline.core.windows import Monitor
@@ -32,12 +33,13 @@ Outcome = Literal["applied", "duplicate", "gap"]
 
 
 class Replica:
-    """Counts, gauge, the per-partition last applied source offset, and events per node (not
-    snapshotted: only its differences are used)."""
+    """Counts, gauge, series, the per-partition last applied source offset, and events per node
+    (not snapshotted: only its differences are used)."""
 
     def __init__(self, monitors: tuple[Monitor, ...]) -> None:
         self.counts = WindowedCounts(monitors)
         self.gauge = SessionGauge()
+        self.series = SeriesCounts()
         self.tally = NodeTally()
         self.applied: dict[int, int] = {}
 
@@ -79,5 +81,6 @@ class Replica:
     def _count(self, delta: Delta, now_s: float) -> None:
         self.counts.apply(delta, now_s)
         self.gauge.apply(delta.sessions)
+        self.series.apply(delta.series, now_s)
         self.tally.add(delta)
         self.applied[delta.partition] = delta.last_offset

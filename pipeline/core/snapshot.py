@@ -18,12 +18,14 @@ import orjson
 
 from pipeline.core.counts import WindowedCounts
 from pipeline.core.replica import Replica
+from pipeline.core.series_counts import SeriesCounts
 from pipeline.core.sessions import SessionGauge
 from pipeline.core.windows import Monitor
 
 __all__ = ["Snapshot", "encode_snapshot", "decode_snapshot", "write_bytes_atomically", "read_snapshot"]
 
-_MAGIC = b"IAR1"
+#: IAR2 added the series; an IAR1 snapshot is ignored (the state topic is replayed instead).
+_MAGIC = b"IAR2"
 _HEADER_LEN = struct.Struct(">I")
 
 
@@ -59,6 +61,7 @@ def encode_snapshot(snapshot: Snapshot) -> bytes:
             "positions": {str(p): o for p, o in snapshot.positions.items()},
             "applied": {str(p): o for p, o in replica.applied.items()},
             "gauge": [[nd, svc, fam, str(addr), n] for nd, svc, fam, addr, n in replica.gauge.entries()],
+            "series": replica.series.export(),
         }
     )
     return b"".join([_MAGIC, _HEADER_LEN.pack(len(header)), header, replica.counts.to_bytes()])
@@ -78,6 +81,7 @@ def decode_snapshot(raw: bytes, monitors: tuple[Monitor, ...]) -> Snapshot | Non
         replica.gauge = SessionGauge.from_entries(
             (nd, svc, fam, int(addr), n) for nd, svc, fam, addr, n in header["gauge"]
         )
+        replica.series = SeriesCounts.restore(header["series"])
         replica.applied = {int(p): o for p, o in header["applied"].items()}
         positions = {int(p): o for p, o in header["positions"].items()}
         return Snapshot(header["cluster_id"], header["state_topic"], header["partitions"], positions, replica)

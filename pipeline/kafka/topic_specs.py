@@ -38,8 +38,9 @@ _HOUR_MS = 3_600_000
 
 
 def _monitor_span_plus_1h(settings: Settings) -> str:
-    """A state delta is needed while any monitor keeps its window; the hour is replay slack."""
-    return str(max(m.span_s for m in settings.monitors) * 1000 + _HOUR_MS)
+    """A state delta is needed while any monitor (or configured series) keeps its window; the
+    hour is replay slack."""
+    return str(settings.longest_span_s * 1000 + _HOUR_MS)
 
 
 #: Named rules a topic's ``computed`` table may use; each maps settings to a config value.

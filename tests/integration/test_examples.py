@@ -40,7 +40,7 @@ def run(env: Mapping[str, str], *command: str) -> subprocess.CompletedProcess[st
 
 def test_the_readme_includes_every_example_verbatim() -> None:
     readme = (REPO / "README.md").read_text()
-    for name in ("publish_example.py", "client_example.py", "policy.lua", "cli.sh"):
+    for name in ("publish_example.py", "client_example.py", "policy.lua", "auth_policy.lua", "cli.sh"):
         assert (EXAMPLES / name).read_text() in readme, f"README.md no longer shows {name} as it is"
 
 

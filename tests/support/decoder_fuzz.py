@@ -20,13 +20,23 @@ import orjson
 
 from pipeline.core.decoding import BatchDecoder, OffsetRejection
 from pipeline.core.delta import Delta
+from pipeline.core.series import SeriesDef
 from pipeline.core.windows import Monitor
 
-__all__ = ["NOW_MS", "MONITORS", "FUTURE_S", "decoders", "outcome", "mutated_message", "fuzz", "main"]
+__all__ = ["NOW_MS", "MONITORS", "FUTURE_S", "SERIES", "decoders", "outcome", "mutated_message", "fuzz", "main"]
 
 NOW_MS = 1_700_000_000_000
 MONITORS = (Monitor(60, 1), Monitor(300, 6), Monitor(1800, 4))
 FUTURE_S = 300.0
+#: Series the decoders know (series events of other names are ``unknown_series``).
+SERIES = {
+    d.name: d
+    for d in (
+        SeriesDef("fails", "cidr", 60, 5),
+        SeriesDef("fails6", "cidr_ipv6", 300, 2, prefix_len=64),
+        SeriesDef("senders", "string", 30, 3),
+    )
+}
 
 #: Tokens on the edges of the SPEC and of JSON, spliced into valid messages.
 _TOKENS = [
@@ -113,11 +123,15 @@ _TOKENS = [
 ]
 _IPS = ["10.0.0.1", "192.0.2.66", "2001:db8::25", "::ffff:198.51.100.7", "::1", "0.0.0.0", "2001:DB8:0:0:0:0:0:1"]
 _EVENTS = ["connection", "reception", "rejection", "session_open", "session_close", "node_reset"]
+_SERIES_EVENTS = ["series_add", "series_remove"]
 
 
 def decoders() -> tuple[BatchDecoder, BatchDecoder]:
     """(native, python) with the same clock settings."""
-    return (BatchDecoder(MONITORS, FUTURE_S, "native"), BatchDecoder(MONITORS, FUTURE_S, "python"))
+    return (
+        BatchDecoder(MONITORS, FUTURE_S, "native", SERIES.get),
+        BatchDecoder(MONITORS, FUTURE_S, "python", SERIES.get),
+    )
 
 
 def outcome(result: tuple[Delta, list[OffsetRejection]]) -> tuple[Any, ...]:
@@ -127,7 +141,8 @@ def outcome(result: tuple[Delta, list[OffsetRejection]]) -> tuple[Any, ...]:
         (cols.family, cols.sec.tolist(), cols.metric.tolist(), cols.node.tolist(), cols.key.tolist(), cols.n.tolist())
         for cols in (delta.v4, delta.v6)
     ]
-    return delta.partition, delta.prev_offset, delta.spans, delta.nodes, columns, delta.sessions, rejected
+    series = (delta.series, delta.series_ends)
+    return delta.partition, delta.prev_offset, delta.spans, delta.nodes, columns, delta.sessions, series, rejected
 
 
 def _event(rng: random.Random) -> dict[str, Any]:
@@ -143,6 +158,13 @@ def _event(rng: random.Random) -> dict[str, Any]:
         event["service"] = rng.choice(["SMTP", "IMAP"])
     if rng.random() < 0.2:
         event["extra"] = rng.choice([[1, {"a": None}], "x", 1.5])
+    if rng.random() < 0.3:
+        event["event"] = rng.choice(_SERIES_EVENTS)
+        event["series"] = rng.choice([*SERIES, "nope"])
+        event["key"] = rng.choice([*_IPS, "alice", ""])
+        del event["ip"]
+        if rng.random() < 0.5:
+            event["count"] = rng.choice([1, -3, 0, 2**31 - 1, 2**31, True])
     return event
 
 
@@ -155,7 +177,7 @@ def mutated_message(rng: random.Random) -> bytes:
     zero to three byte-level mutations (most of which break the JSON)."""
     events = [_event(rng) for _ in range(rng.randrange(1, 6))]
     for _ in range(rng.choice([0, 1, 1, 2])):
-        rng.choice(events)[rng.choice(["node", "ts", "ip", "event", "n", "service", "extra"])] = _SLOT
+        rng.choice(events)[rng.choice(["node", "ts", "ip", "event", "n", "service", "extra", "key", "count"])] = _SLOT
     data = bytearray(orjson.dumps(events if rng.random() < 0.8 else events[0]))
     while _SLOT_JSON in data:
         data = data.replace(_SLOT_JSON, rng.choice(_TOKENS), 1)

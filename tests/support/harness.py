@@ -63,6 +63,7 @@ def isolated_env(bootstrap: str, partitions: int, monitors: str, **extra: str) -
         "INBOUND_AUDIT_DEADLETTER_TOPIC": f"t{tag}.deadletter",
         "INBOUND_AUDIT_WINDOWS_TOPIC": f"t{tag}.windows",
         "INBOUND_AUDIT_STATE_TOPIC": f"t{tag}.state",
+        "INBOUND_AUDIT_SERIES_TOPIC": f"t{tag}.series",
         "INBOUND_AUDIT_GROUP_ID": f"t{tag}",
         "INBOUND_AUDIT_SNAPSHOT_DIR": str(SNAPSHOT_ROOT / tag),
         "INBOUND_AUDIT_WEB_PORT": "0",  # several workers per host: no web server unless a test asks

@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 
-COMMANDS = ["deadletters", "lua", "query", "show-ip", "simulate", "topics", "worker"]
+COMMANDS = ["deadletters", "lua", "query", "series", "show-ip", "simulate", "topics", "worker"]
 
 
 def help_of(*args: str) -> str:

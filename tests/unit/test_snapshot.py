@@ -8,6 +8,8 @@ from test_counts_oracle import MONITORS, NOW, V4_POOL, V6_POOL, Ev, block_of, to
 
 from pipeline.core.delta import delta_from_decoded
 from pipeline.core.replica import Replica
+from pipeline.core.series import SeriesDef
+from pipeline.core.series_counts import SERIES_ADD, SERIES_REMOVE
 from pipeline.core.snapshot import Snapshot, decode_snapshot, encode_snapshot, read_snapshot, write_bytes_atomically
 
 
@@ -18,7 +20,21 @@ def sample_replica() -> Replica:
     ]
     replica.apply(delta_from_decoded(to_decoded(events), 2, [(159, 60, 0)]), NOW)
     replica.gauge.apply([("open", "a", 4, V4_POOL[1], "SMTP"), ("open", "b", 6, V6_POOL[2], "ECStream")])
+    replica.series.apply(
+        [
+            (SERIES_ADD, V6_SERIES, "a", NOW - 1, V6_POOL[0], 3),
+            (SERIES_ADD, V6_SERIES, "b", NOW - 2, V6_POOL[1], -1),
+            (SERIES_ADD, NAMES, "a", NOW - 3, "k", 5),
+            (SERIES_ADD, NAMES, "a", NOW - 9, "gone", 4),
+            (SERIES_REMOVE, NAMES, "b", NOW - 5, "gone", 1),
+        ],
+        NOW,
+    )
     return replica
+
+
+V6_SERIES = SeriesDef("v6", "cidr_ipv6", 60, 2)
+NAMES = SeriesDef("names", "string", 60, 2)
 
 
 def test_round_trip_answers_like_the_original(tmp_path: Path) -> None:
@@ -37,6 +53,12 @@ def test_round_trip_answers_like_the_original(tmp_path: Path) -> None:
                     for node in (None, "a"):
                         assert loaded.replica.counts.count(*args, node) == original.counts.count(*args, node)
     assert loaded.replica.gauge.entries() == original.gauge.entries()
+    for node in (None, "a", "b"):
+        for definition, query in [(V6_SERIES, block_of(6, V6_POOL[0], 0)), (NAMES, "k"), (NAMES, "gone")]:
+            args = (definition, query, 0, 1, NOW, NOW, node)
+            assert loaded.replica.series.count(*args) == original.series.count(*args)
+    assert loaded.replica.series.count(V6_SERIES, block_of(6, V6_POOL[0], 0), 0, 1, NOW, NOW, None) == 2
+    assert loaded.replica.series.count(NAMES, "gone", 0, 1, NOW, NOW, None) == 0
     assert [p.name for p in tmp_path.joinpath("s").iterdir()] == ["state.snapshot"]  # no temporary left
 
 

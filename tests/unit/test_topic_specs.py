@@ -8,7 +8,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
-from pipeline.errors import ERROR_CODES, ConfigError
+from pipeline.errors import ERROR_CODES, SERIES_ERROR_CODES, ConfigError
 from pipeline.kafka.topic_specs import load_schema, schema_names, topic_specs, topic_specs_by_role
 from pipeline.settings import Settings, load_settings
 
@@ -19,6 +19,8 @@ SCHEMAS = (
     "reply",
     "deadletter",
     "window-summary",
+    "series-definition",
+    "series-window-summary",
 )
 
 
@@ -46,6 +48,7 @@ def test_every_spec_topic_is_declared_with_default_names() -> None:
         "deadletter": "audit.deadletter",
         "windows": "audit.windows",
         "state": "audit.state",
+        "series": "audit.series",
     }
     assert topic_specs(Settings()) == tuple(specs.values())
 
@@ -58,15 +61,16 @@ def test_names_partitions_and_replication_come_from_settings() -> None:
             "INBOUND_AUDIT_DEADLETTER_TOPIC": "t.dl",
             "INBOUND_AUDIT_WINDOWS_TOPIC": "t.win",
             "INBOUND_AUDIT_STATE_TOPIC": "t.state",
+            "INBOUND_AUDIT_SERIES_TOPIC": "t.series",
             "INBOUND_AUDIT_PARTITIONS": "5",
             "INBOUND_AUDIT_REPLICATION_FACTOR": "3",
         }
     )
     specs = topic_specs_by_role(settings)
-    assert [s.name for s in specs.values()] == ["t.ev", "t.req", "t.dl", "t.win", "t.state"]
+    assert [s.name for s in specs.values()] == ["t.ev", "t.req", "t.dl", "t.win", "t.state", "t.series"]
     assert {s.replication_factor for s in specs.values()} == {3}
     assert specs["events"].partitions == specs["requests"].partitions == 5
-    assert specs["deadletter"].partitions == specs["windows"].partitions == 1
+    assert specs["deadletter"].partitions == specs["windows"].partitions == specs["series"].partitions == 1
 
 
 def test_state_is_co_partitioned_with_events() -> None:
@@ -91,6 +95,7 @@ def test_declared_configs() -> None:
     assert state["cleanup.policy"] == "delete"
     assert state["message.timestamp.type"] == "CreateTime"
     assert state["max.message.bytes"] == str(8 * 1024 * 1024)
+    assert specs["series"].configs == {"cleanup.policy": "compact", "retention.ms": "-1"}
     assert all(isinstance(v, str) for s in specs.values() for v in s.configs.values())
 
 
@@ -102,6 +107,13 @@ def test_state_retention_follows_the_longest_monitor(monitors: str, longest_span
     settings = load_settings({"INBOUND_AUDIT_MONITORS": monitors})
     state = topic_specs_by_role(settings)["state"]
     assert state.configs["retention.ms"] == str((longest_span_s + 3600) * 1000)
+
+
+def test_state_retention_covers_configured_series_longer_than_every_monitor() -> None:
+    settings = load_settings(
+        {"INBOUND_AUDIT_MONITORS": "60,1", "INBOUND_AUDIT_SERIES": "auth:cidr:600,12 s:string:1,1"}
+    )
+    assert topic_specs_by_role(settings)["state"].configs["retention.ms"] == str((7200 + 3600) * 1000)
 
 
 def test_two_roles_sharing_a_topic_name_is_refused() -> None:
@@ -231,13 +243,13 @@ def test_reply_accepts_spec_examples_and_every_error_code() -> None:
     assert _valid("reply", {"id": "q-1", "ok": True, "value": 42})
     message = "monitor '120,5' is not configured; configured: 60,1 300,6 1800,4"
     assert _valid("reply", {"id": "q-1", "ok": False, "error": {"code": "unknown_monitor", "message": message}})
-    for code in ERROR_CODES:
+    for code in ERROR_CODES + SERIES_ERROR_CODES:
         assert _valid("reply", {"id": None, "ok": False, "error": {"code": code, "message": "m"}})
 
 
 def test_reply_error_codes_are_exactly_the_spec_ones() -> None:
     failure = next(b for b in load_schema("reply")["oneOf"] if b["properties"]["ok"] == {"const": False})
-    assert tuple(failure["properties"]["error"]["properties"]["code"]["enum"]) == ERROR_CODES
+    assert tuple(failure["properties"]["error"]["properties"]["code"]["enum"]) == ERROR_CODES + SERIES_ERROR_CODES
 
 
 @pytest.mark.parametrize(

@@ -192,3 +192,34 @@ def test_the_package_data_ships_every_dashboard_file() -> None:
     app_dir = STATIC_DIR.parent
     shipped = {path for pattern in patterns for path in app_dir.glob(pattern)}
     assert set(STATIC_DIR.iterdir()) <= shipped and len(shipped) >= 3
+
+
+async def test_series_counts_over_http_and_new_defines_only_on_the_bus(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        "INBOUND_AUDIT_WEB_PORT": str(port),
+        "INBOUND_AUDIT_HOME": str(tmp_path),
+        "INBOUND_AUDIT_MONITORS": "60,2",
+        "INBOUND_AUDIT_SERIES": "fails:cidr:60,2",
+    }
+    audit = build_app(load_settings(env), "127.0.0.1:1")
+    await audit.app.web.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        audit.manager.recovered.set()
+        definition = audit.definitions.catalog.get("fails")
+        assert definition is not None
+        now = audit.clock()
+        audit.replica.series.apply([("series_add", definition, "n1", now, 0xC0000207, 4)], now)
+        ask = {"op": "series_count", "series": "fails", "key": "/24", "ip": "192.0.2.1", "cluster": "true"}
+        assert await get(base, "/query", ask) == (200, {"ok": True, "value": 4})
+        status, body = await get(base, "/query", {**ask, "key": "2001:db8::/32"})
+        assert (status, body["error"]["code"]) == (400, "invalid_key")
+        known = {"op": "series_define", "series": "fails", "type": "cidr", "interval": "60", "num_windows": "2"}
+        assert await get(base, "/query", known) == (200, {"ok": True, "value": 1})
+        status, body = await get(base, "/query", {**known, "series": "new"})
+        assert (status, body["error"]["code"]) == (400, "invalid_request")
+        status, body = await get(base, "/query", {**known, "interval": "30"})
+        assert (status, body["error"]["code"]) == (400, "series_conflict")
+    finally:
+        await audit.app.web.stop()

@@ -21,6 +21,10 @@ const EVENT_NAMES: [&str; 6] = [
 const FIRST_SESSION_CODE: usize = 3;
 pub const SESSION_KINDS: [&str; 3] = ["open", "close", "reset"];
 const DEFAULT_SERVICE: &str = "SMTP";
+/// The "reason" of a series event (SPEC section 8), handed to Python whole: judging it needs the
+/// series definitions, which live there. Its value is the event as a rejection's value would be.
+pub const DEFER: &str = "defer";
+const SERIES_EVENTS: [&str; 2] = ["series_add", "series_remove"];
 
 /// The clock references of one record: its own timestamp and the oldest kept window start.
 pub struct Clock {
@@ -406,6 +410,9 @@ fn as_str<'v>(value: &'v Value) -> Option<&'v str> {
 
 /// `EventDecoder._problem` and the accepting half of `_decode_slow`, in the same order.
 fn judge<'v>(f: &'v Fields, cx: &Context) -> Result<Accepted<'v>, Problem> {
+    if f.event.as_ref().and_then(as_str).is_some_and(|name| SERIES_EVENTS.contains(&name)) {
+        return Err((DEFER, String::new()));
+    }
     let required = [("node", &f.node), ("ts", &f.ts), ("ip", &f.ip), ("event", &f.event)];
     let missing: Vec<String> = required
         .iter()

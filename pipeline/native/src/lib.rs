@@ -40,7 +40,8 @@ fn columns<'py, K: Copy>(py: Python<'py>, family: &Family<K>) -> PyResult<Bound<
 /// `columns`; IPv4 keys uint32, IPv6 keys 16 bytes big-endian), sessions are
 /// `(kind, node, family, address, service)`, spans `(offset, v4 end, v6 end, sessions end)` per
 /// record, rejections `(record index, reason, detail, value)` with detail None for
-/// `invalid_json` (orjson's wording is orjson's to give).
+/// `invalid_json` (orjson's wording is orjson's to give); a series event is a rejection with
+/// reason `defer`, for Python to judge, in its place among the record's rejections.
 #[pyfunction]
 #[pyo3(signature = (values, offsets, timestamps_ms, monitors, max_future_s, max_future_text))]
 fn decode_records<'py>(
