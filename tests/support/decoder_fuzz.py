@@ -22,7 +22,18 @@ from pipeline.core.decoding import BatchDecoder, OffsetRejection
 from pipeline.core.delta import Delta
 from pipeline.core.windows import Monitor
 
-__all__ = ["NOW_MS", "MONITORS", "FUTURE_S", "TOKENS", "decoders", "outcome", "mutated_message", "mutate_bytes", "fuzz", "main"]
+__all__ = [
+    "NOW_MS",
+    "MONITORS",
+    "FUTURE_S",
+    "TOKENS",
+    "decoders",
+    "outcome",
+    "mutated_message",
+    "mutate_bytes",
+    "fuzz",
+    "main",
+]
 
 NOW_MS = 1_700_000_000_000
 MONITORS = (Monitor(60, 1), Monitor(300, 6), Monitor(1800, 4))

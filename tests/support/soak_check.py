@@ -151,9 +151,12 @@ async def check_bus_answers(requests: RequestDriver, wanted: list[Expectation], 
     return wrong
 
 
-async def check_dead_letters(settings: Settings, record: SoakRecord, requests: RequestDriver) -> tuple[int, int, int]:
-    """(missing, repeated, unexpected) dead letters: every malformed event and unroutable request
-    must have one with its reason (repeats are allowed: dead letters are at least once)."""
+async def check_dead_letters(
+    settings: Settings, record: SoakRecord, requests: RequestDriver
+) -> tuple[list[str], int, int]:
+    """(the missing ones, how many repeated, how many unexpected): every malformed event and
+    unroutable request must have a dead letter with its reason (repeats are allowed: dead letters
+    are at least once)."""
     unroutable = {r.id: r.expect.removeprefix("deadletter:") for r in requests.sent.values() if not r.routable}
     records = await read_topic(settings.bootstrap, settings.deadletter_topic, len(record.malformed) + len(unroutable))
     seen = Counter[tuple[str, str]]()
@@ -172,6 +175,12 @@ async def check_dead_letters(settings: Settings, record: SoakRecord, requests: R
                 unexpected += 1
             seen[("request", ids[0] if ids else "")] += 1
     wanted = [("event", str(seq)) for seq in record.malformed] + [("request", i) for i in unroutable]
-    missing = sum(1 for key in wanted if not seen[key])
+    reasons = {
+        **{("event", str(seq)): reason for seq, reason in record.malformed.items()},
+        **{("request", i): reason for i, reason in unroutable.items()},
+    }
+    missing = [
+        f"no dead letter for {kind} {key} ({reasons[(kind, key)]})" for kind, key in wanted if not seen[(kind, key)]
+    ]
     repeated = sum(max(0, seen[key] - 1) for key in wanted)
     return missing, repeated, unexpected

@@ -96,7 +96,12 @@ class Fleet:
     workers: list[FleetWorker] = field(default_factory=list)
     crashes: list[str] = field(default_factory=list)
     hung: list[str] = field(default_factory=list)
+    #: Cleared while the soak's broker is down: workers are (re)started only once it is back.
+    broker_up: asyncio.Event = field(default_factory=asyncio.Event)
     _serial: int = 0
+
+    def __post_init__(self) -> None:
+        self.broker_up.set()
 
     def join(self) -> FleetWorker:
         """A new worker process (a group member joining)."""
@@ -109,18 +114,21 @@ class Fleet:
         return worker
 
     def _launch(self, worker: FleetWorker) -> None:
+        worker.expected_exit = True  # until it is started again, its exit is not news
+        worker.recovering = asyncio.create_task(self._start(worker))
+
+    async def _start(self, worker: FleetWorker) -> None:
+        """Start once the broker is up, as a supervisor would: a worker refuses to start without
+        one (exit status 2), which is its documented behaviour, not a crash."""
+        await self.broker_up.wait()
         worker.expected_exit = False
         worker.process.start()
-        worker.recovering = asyncio.create_task(self._until_ready(worker))
-
-    async def _until_ready(self, worker: FleetWorker) -> None:
         try:
             await worker.process.wait_ready(timeout_s=READY_LIMIT_S)
-        except AssertionError as exc:
+        except AssertionError:
             if worker.alive:
                 self.hung.append(f"{worker.name}: not ready within {READY_LIMIT_S:.0f} s")
-            elif not worker.expected_exit:
-                self.crashes.append(f"{worker.name} exited while starting: {str(exc)[-400:]}")
+            # an exit is reported by ``watch``
 
     async def ready(self) -> None:
         """Wait until every worker's current start has finished (ready, hung or exited)."""
@@ -161,7 +169,9 @@ class Fleet:
             proc.kill()
             await asyncio.to_thread(proc.wait)
         if proc.returncode not in (0, -signal.SIGTERM):
-            self.crashes.append(f"{worker.name}: exit status {proc.returncode} after SIGTERM ({time.monotonic() - started:.1f} s)")
+            self.crashes.append(
+                f"{worker.name}: exit status {proc.returncode} after SIGTERM ({time.monotonic() - started:.1f} s)"
+            )
 
     async def leave(self, worker: FleetWorker) -> None:
         """A member leaving the group for good (graceful stop)."""
@@ -173,7 +183,7 @@ class Fleet:
         while True:
             await asyncio.sleep(0.5)
             for worker in list(self.workers):
-                if not worker.alive and not worker.expected_exit and worker.process.proc is not None:
+                if not worker.alive and not worker.expected_exit:
                     tail = " | ".join(worker.process.lines[-5:])
                     self.crashes.append(f"{worker.name} exited {worker.process.proc.returncode}: {tail}")
                     self._launch(worker)

@@ -36,7 +36,9 @@ def schedule(counts: dict[str, int], duration_s: float, seed: int) -> list[tuple
     rng.shuffle(kinds)
     times = sorted(rng.uniform(FIRST_AT, LAST_AT) * duration_s for _ in kinds)
     membership = iter(["join", "leave"] * max(counts.get("join", 0), counts.get("leave", 0)))
-    return [(at, next(membership) if kind in ("join", "leave") else kind) for at, kind in zip(times, kinds, strict=True)]
+    return [
+        (at, next(membership) if kind in ("join", "leave") else kind) for at, kind in zip(times, kinds, strict=True)
+    ]
 
 
 class FaultInjector:
@@ -111,9 +113,11 @@ class FaultInjector:
         return True
 
     async def _broker(self) -> bool:
+        self.fleet.broker_up.clear()
         await self.broker.stop()
         await asyncio.sleep(self.rng.uniform(2.0, 5.0))
         await self.broker.start()
+        self.fleet.broker_up.set()
         return True
 
     async def _publisher(self) -> bool:

@@ -163,7 +163,9 @@ class RequestDriver:
         if r < 0.12:
             return self._new({**body, "op": "teleport"}, "unknown_op")
         if r < 0.14:
-            return self._new(b'{"id": "@ID@", "reply_to": "' + reply_to.encode() + b'", "op": ', "deadletter:invalid_json")
+            return self._new(
+                b'{"id": "@ID@", "reply_to": "' + reply_to.encode() + b'", "op": ', "deadletter:invalid_json"
+            )
         if r < 0.16:
             return self._new({k: v for k, v in body.items() if k != "reply_to"}, "deadletter:missing_reply_to")
         if r < 0.18:
