@@ -41,7 +41,7 @@ from __future__ import annotations
 import codecs
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import compress
 from typing import Any, NamedTuple, cast
@@ -70,6 +70,7 @@ __all__ = [
     "EventDecoder",
     "dead_letter_record",
     "deep_loads",
+    "loads_any_depth",
     "invalid_json_detail",
 ]
 
@@ -208,7 +209,7 @@ class EventDecoder:
         if raw[:1] == b"[" and self._decode_array(raw, out, now_s, oldest_kept_s):
             return out
         try:
-            doc = _loads_any_depth(raw)
+            doc = loads_any_depth(raw)
         except ValueError as exc:
             out.rejected.append(Rejection("invalid_json", f"value is not UTF-8 JSON: {exc}", bytes(raw)))
             return out
@@ -428,7 +429,7 @@ def _prune(value: Any, depth: int) -> Any:
     return value
 
 
-def _loads_any_depth(raw: bytes) -> Any:
+def loads_any_depth(raw: bytes) -> Any:
     """``orjson.loads``, or ``deep_loads`` for a message nested deeper than orjson allows."""
     try:
         return _loads(raw)
@@ -441,7 +442,7 @@ def _loads_any_depth(raw: bytes) -> Any:
 def invalid_json_detail(raw: bytes) -> str | None:
     """The ``invalid_json`` detail the decoder gives ``raw``, or None if ``raw`` is JSON to it."""
     try:
-        _loads_any_depth(raw)
+        loads_any_depth(raw)
     except ValueError as exc:
         return f"value is not UTF-8 JSON: {exc}"
     return None
@@ -466,12 +467,12 @@ class _Frame:
             self.container.append(value)
 
 
-def deep_loads(raw: bytes, keep_levels: int) -> Any:
+def deep_loads(raw: bytes, keep_levels: int, scalar: Callable[[bytes], Any] = _loads) -> Any:
     """orjson's JSON syntax at any depth; containers below ``keep_levels`` levels become None.
 
-    An explicit stack instead of recursion; each scalar token is parsed by orjson itself, so
-    strings, numbers and literals mean exactly what they mean to ``orjson.loads``.
-    Raises ``ValueError`` naming the character where the syntax breaks.
+    An explicit stack instead of recursion; each scalar value token is parsed by ``scalar``
+    (orjson itself by default, so strings, numbers and literals mean exactly what they mean to
+    ``orjson.loads``). Raises ``ValueError`` naming the character where the syntax breaks.
     """
     stack: list[_Frame] = []
     pos = 0
@@ -497,7 +498,7 @@ def deep_loads(raw: bytes, keep_levels: int) -> Any:
             if punct is not None and expect in _CLOSERS.get((punct, stack[-1].is_object if stack else None), ()):
                 value = stack.pop().container
             elif (string or other) is not None and expect in ("value", "value_or_close"):
-                value = _loads(string or other)
+                value = scalar(string or other)
             else:
                 raise ValueError(f"invalid JSON at char {at} (nested deeper than 1024 levels)")
             if not stack:
