@@ -10,7 +10,9 @@ judged by the reference decoder. Requests are mutated the same two ways.
 
 from __future__ import annotations
 
+import json
 import random
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -196,12 +198,33 @@ def request_input(rng: random.Random, reply_to: str, serial: int, now: float, in
     return RequestInput(raw, _owed_reply(raw, reply_to))
 
 
+def _json(raw: bytes) -> Any:
+    """JSON as SPEC reads it: orjson's syntax at any depth and with numbers of any size. What
+    orjson refuses only for its 1,024-level limit or a number beyond a double goes to the stdlib
+    parser, with room for the nesting (and refusing NaN and Infinity, as orjson does)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if "depth limit exceeded" not in str(exc) and "when parsed as double" not in str(exc):
+            raise
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 100_000))
+    try:
+        return json.loads(raw, parse_constant=_refuse)
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def _refuse(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _owed_reply(raw: bytes, reply_to: str) -> str | None:
     """The id whose reply our topic must get, after a byte-level mutation ('' for a reply whose
     id is not a string): routable means a JSON object whose ``reply_to`` is still our topic."""
     try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+        obj = _json(raw)
+    except ValueError:
         return None
     if not isinstance(obj, dict) or obj.get("reply_to") != reply_to:
         return None

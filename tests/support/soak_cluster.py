@@ -15,8 +15,10 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
 from harness import WorkerProcess
@@ -25,6 +27,8 @@ from pipeline.kafka.local_kafka import ensure_local_kafka, stop_local_kafka
 from pipeline.settings import Settings, load_settings
 
 __all__ = ["PrivateBroker", "Fleet", "FleetWorker", "STOP_LIMIT_S", "READY_LIMIT_S"]
+
+T = TypeVar("T")
 
 #: A worker promises to stop within 10 s of SIGTERM; longer than this is a hung process.
 STOP_LIMIT_S = 15.0
@@ -42,15 +46,26 @@ class PrivateBroker:
         for cached in cache.glob("kafka-*"):
             (self.home / cached.name).symlink_to(cached)
         self.settings = Settings(local_kafka_port=port, home_dir=self.home)
-        # deploy/kafka reads the controller port from the environment; ours follows our port.
-        os.environ["INBOUND_AUDIT_KAFKA_CONTROLLER_PORT"] = str(port + 1)
         self.bootstrap = self.settings.bootstrap
 
     async def start(self) -> None:
-        self.bootstrap = await asyncio.to_thread(ensure_local_kafka, self.settings)
+        self.bootstrap = await self._deploy_kafka(ensure_local_kafka)
 
     async def stop(self) -> None:
-        await asyncio.to_thread(stop_local_kafka, self.settings)
+        await self._deploy_kafka(stop_local_kafka)
+
+    async def _deploy_kafka(self, command: Callable[[Settings], T]) -> T:
+        """Run a ``local_kafka`` command with the controller port following ours (deploy/kafka
+        reads it from the environment), leaving the caller's environment as it was."""
+        name, before = "INBOUND_AUDIT_KAFKA_CONTROLLER_PORT", os.environ.get("INBOUND_AUDIT_KAFKA_CONTROLLER_PORT")
+        os.environ[name] = str(self.settings.local_kafka_port + 1)
+        try:
+            return await asyncio.to_thread(command, self.settings)
+        finally:
+            if before is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = before
 
     async def close(self) -> None:
         await self.stop()

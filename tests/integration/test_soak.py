@@ -1,0 +1,23 @@
+"""The short soak in the normal test run (``tests/support/soak.py --short``; ``make soak`` runs the
+default schedule): its own broker on ports 19492-19493, restarted once, three workers under
+SIGKILL, SIGSTOP past the session, a graceful restart, a join and a leave, and a publisher
+restart, while a recorded mixed stream and requests flow. Every surviving worker's answers must
+equal the oracle's over the record; no dead letter or reply may be missing; no worker may crash
+or hang."""
+
+from __future__ import annotations
+
+import pytest
+from soak import options_from, run_soak
+
+pytestmark = pytest.mark.integration
+
+
+async def test_short_soak_loses_doubles_and_misanswers_nothing(kafka_bootstrap: str) -> None:
+    # kafka_bootstrap: the session broker's start fetched the Kafka jars the soak's broker links.
+    result = await run_soak(options_from(["--short"]))
+    print(result.summary())
+    details = [*result.log, *result.crashes, *result.hung, *result.wrong[:20]]
+    assert result.ok, "\n".join([result.summary(), *details])
+    assert sum(result.faults.values()) >= 7, result.faults  # the faults really happened
+    assert result.events > 50_000 and result.workers_checked >= 2
