@@ -82,15 +82,17 @@ def expectations(
                         total = scope is None and block[3].endswith("/0") and endv == monitor.count - 1 and startv == 0
                         out.append(Expectation(params, window_sum(counts, monitor, at, startv, endv), total))
             for service in SERVICES:
-                params = (("op", "inbound_session_count"), ("cidr", block[3]), ("service", service), *where)
-                out.append(Expectation(params, record.open_sessions(block, service, scope)))
+                gauge = (("op", "inbound_session_count"), ("cidr", block[3]), ("service", service), *where)
+                out.append(Expectation(gauge, record.open_sessions(block, service, scope)))
     return out
 
 
 async def _answer(session: aiohttp.ClientSession, port: int, params: tuple[tuple[str, str], ...]) -> Any:
     for _ in range(5):
         try:
-            async with session.get(f"http://127.0.0.1:{port}/query", params=list(params), timeout=30) as response:
+            async with session.get(
+                f"http://127.0.0.1:{port}/query", params=list(params), timeout=aiohttp.ClientTimeout(total=30)
+            ) as response:
                 body = orjson.loads(await response.read())
                 return body.get("value") if body.get("ok") else body
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -198,15 +198,18 @@ class Fleet:
         while True:
             await asyncio.sleep(0.5)
             for worker in list(self.workers):
-                if not worker.alive and not worker.expected_exit:
+                proc = worker.process.proc
+                if proc is not None and not worker.alive and not worker.expected_exit:
                     tail = " | ".join(worker.process.lines[-5:])
-                    self.crashes.append(f"{worker.name} exited {worker.process.proc.returncode}: {tail}")
+                    self.crashes.append(f"{worker.name} exited {proc.returncode}: {tail}")
                     self._launch(worker)
 
     async def healthy(self, worker: FleetWorker, session: aiohttp.ClientSession) -> bool:
         """Whether the worker's web server answers ``/healthz`` (its event loop runs)."""
         try:
-            async with session.get(f"http://127.0.0.1:{worker.web_port}/healthz", timeout=10) as response:
+            async with session.get(
+                f"http://127.0.0.1:{worker.web_port}/healthz", timeout=aiohttp.ClientTimeout(total=10)
+            ) as response:
                 return response.status == 200
         except (aiohttp.ClientError, TimeoutError):
             return False

@@ -115,15 +115,15 @@ class Traffic:
             kind = rng.choice(("session_open", "session_open", "session_close"))
             ip = rng.choice(self.session_ips)
             return {"node": node, "ts": now, "ip": ip, "event": kind, "service": rng.choice(SERVICES)}, None
-        event: dict[str, Any] = {
+        windowed: dict[str, Any] = {
             "node": node,
             "ts": round(now - rng.random() * 20, 3),
             "ip": rng.choice(self.ips),
             "event": rng.choice(WINDOWED_KINDS),
         }
         if rng.random() < 0.3:
-            event["n"] = rng.randint(2, 20)
-        return event, None
+            windowed["n"] = rng.randint(2, 20)
+        return windowed, None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Ticks of 0.1 s, each publishing a tenth of the rate spread over the nodes."""

@@ -179,7 +179,9 @@ def _count_queries(ledger: Ledger, at: float) -> list[tuple[dict[str, str], int]
 async def _answers(session: aiohttp.ClientSession, worker: FleetWorker, queries: list) -> list[object]:
     out = []
     for params, _ in queries:
-        async with session.get(f"http://127.0.0.1:{worker.web_port}/query", params=params, timeout=30) as response:
+        async with session.get(
+            f"http://127.0.0.1:{worker.web_port}/query", params=params, timeout=aiohttp.ClientTimeout(total=30)
+        ) as response:
             body = orjson.loads(await response.read())
             out.append(body.get("value") if body.get("ok") else body)
     return out
