@@ -221,10 +221,22 @@ async def _check(
         if got != want:
             result.wrong_counts.append(f"{params}: got {got}, oracle {want}")
     _check_letters(await read_topic(settings.bootstrap, settings.deadletter_topic), ledger, result)
-    replies = Counter(str(orjson.loads(r.value).get("id")) for r in await read_topic(settings.bootstrap, reply_to))
-    owed = Counter({("" if not isinstance(k, str) else k): n for k, n in ledger.replies.items()})
-    result.replies_missing = sum((owed - replies).values())
-    result.replies_extra = sum((replies - owed).values())
+    replies = Counter(
+        _reply_key(orjson.loads(r.value).get("id")) for r in await read_topic(settings.bootstrap, reply_to)
+    )
+    result.replies_missing = sum((ledger.replies - replies).values())
+    result.replies_extra = sum((replies - ledger.replies).values())
+    for request_id in (ledger.replies - replies) | (replies - ledger.replies):
+        print(
+            f"request {request_id!r}: {ledger.replies[request_id]} replies owed, {replies[request_id]} got",
+            file=sys.stderr,
+        )
+
+
+def _reply_key(request_id: object) -> str:
+    """How replies are matched to requests: by id, and those whose id is not a string together
+    (``fuzz_inputs`` books them under "")."""
+    return request_id if isinstance(request_id, str) else ""
 
 
 def _check_letters(records: list, ledger: Ledger, result: FuzzResult) -> None:
