@@ -31,6 +31,8 @@ __all__ = ["Responder"]
 
 #: Tries to deliver one reply before it is dead-lettered ``undeliverable_reply``.
 REPLY_ATTEMPTS = 4
+#: Tries to write one request's dead letter (backing off up to 5 s: about a minute in all).
+DEAD_LETTER_ATTEMPTS = 10
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +78,11 @@ class Responder:
         if self.producer is not None:
             await self.producer.stop()
 
-    def handle(self, partition: int, offset: int, raw: bytes | None) -> asyncio.Future[None]:
-        """Answer one request; the reply (or dead letter) is sent in the background (the returned
-        future is done once it is on the broker)."""
+    async def handle(self, partition: int, offset: int, raw: bytes | None) -> None:
+        """Answer one request. The reply is sent in the background: a slow reply topic must not
+        hold up the requests behind it. A dead letter is awaited, so the request's offset is
+        committed only once its letter is on the broker (found by the soak: one was lost to a
+        crash or a broker restart right after the commit)."""
         try:
             obj, reply_to = read_envelope(raw)
             if reply_to in self._internal:
@@ -87,14 +91,15 @@ class Responder:
                 )
         except Unroutable as exc:
             self.stats["unroutable"] += 1
-            return self._background(self._dead_letter(Rejection(exc.reason, exc.detail, raw or b""), partition, offset))
+            await self._dead_letter(Rejection(exc.reason, exc.detail, raw or b""), partition, offset)
+            return
         request_id = obj.get("id")
         try:
             value = reply_value(request_id, self.evaluate(obj))
         except AuditError as exc:
             value = reply_error(request_id, exc)
         key = request_id.encode() if isinstance(request_id, str) else None
-        return self._background(self._reply(reply_to, key, value, partition, offset, raw or b""))
+        self._background(self._reply(reply_to, key, value, partition, offset, raw or b""))
 
     def evaluate(self, obj: dict[str, Any]) -> int:
         """The value a routable request asks for (raises ``AuditError``); the bus and HTTP share it,
@@ -151,7 +156,11 @@ class Responder:
         letter = dead_letter_record(rejection, self.settings.requests_topic, partition, offset)
         self.stats["dead_letters"] += 1
         self.dead_letter_reasons[rejection.reason] += 1
-        try:
-            await self.producer.send_and_wait(self.settings.deadletter_topic, orjson.dumps(letter))
-        except KafkaError as exc:
-            log.error("cannot dead-letter request %d@%d: %r", partition, offset, exc)
+        for attempt in range(DEAD_LETTER_ATTEMPTS):
+            try:
+                await self.producer.send_and_wait(self.settings.deadletter_topic, orjson.dumps(letter))
+                return
+            except KafkaError as exc:
+                failure = exc
+                await asyncio.sleep(min(0.5 * 2**attempt, 5.0))  # a broker restart takes ~30 s here
+        log.error("cannot dead-letter request %d@%d: %r", partition, offset, failure)
