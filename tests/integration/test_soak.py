@@ -1,5 +1,5 @@
 """The short soak in the normal test run (``tests/support/soak.py --short``; ``make soak`` runs the
-default schedule): its own broker on ports 19492-19493, restarted once, three workers under
+default schedule): its own broker on ports 19496-19497, restarted once, three workers under
 SIGKILL, SIGSTOP past the session, a graceful restart, a join and a leave, and a publisher
 restart, while a recorded mixed stream and requests flow. Every surviving worker's answers must
 equal the oracle's over the record; no dead letter or reply may be missing; no worker may crash
@@ -12,10 +12,12 @@ from soak import options_from, run_soak
 
 pytestmark = pytest.mark.integration
 
+SOAK_PORT = 19496  # controller 19497: not the session broker's, nor `make soak`'s 19492
+
 
 async def test_short_soak_loses_doubles_and_misanswers_nothing(kafka_bootstrap: str) -> None:
     # kafka_bootstrap: the session broker's start fetched the Kafka jars the soak's broker links.
-    result = await run_soak(options_from(["--short"]))
+    result = await run_soak(options_from(["--short", "--port", str(SOAK_PORT)]))
     print(result.summary())
     details = [*result.log, *result.crashes, *result.hung, *result.wrong[:20]]
     assert result.ok, "\n".join([result.summary(), *details])
