@@ -195,6 +195,7 @@ async def _settle(
     deadline = time.monotonic() + SETTLE_S
     totals = [q for q in queries if q[0]["cidr"].endswith("/0") and "cluster" in q[0]]
     answers: list[object] = []
+    latest: list[object] = []
     progressed = time.monotonic()
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < min(deadline, progressed + STALL_S) and worker.alive:
