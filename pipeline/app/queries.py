@@ -81,8 +81,9 @@ class Responder:
     async def handle(self, partition: int, offset: int, raw: bytes | None) -> None:
         """Answer one request. The reply is sent in the background: a slow reply topic must not
         hold up the requests behind it. A dead letter is awaited, so the request's offset is
-        committed only once its letter is on the broker (found by the soak: one was lost to a
-        crash or a broker restart right after the commit)."""
+        committed only once its letter is on the broker, and shielded: a stop meanwhile (Faust
+        acks the request as its agent is cancelled) leaves it to finish in ``stop`` (found by
+        the soak: letters were lost to restarts and crashes right after the commit)."""
         try:
             obj, reply_to = read_envelope(raw)
             if reply_to in self._internal:
@@ -91,7 +92,10 @@ class Responder:
                 )
         except Unroutable as exc:
             self.stats["unroutable"] += 1
-            await self._dead_letter(Rejection(exc.reason, exc.detail, raw or b""), partition, offset)
+            letter = self._background(
+                self._dead_letter(Rejection(exc.reason, exc.detail, raw or b""), partition, offset)
+            )
+            await asyncio.shield(letter)
             return
         request_id = obj.get("id")
         try:

@@ -19,7 +19,7 @@ async def test_short_soak_loses_doubles_and_misanswers_nothing(kafka_bootstrap: 
     # kafka_bootstrap: the session broker's start fetched the Kafka jars the soak's broker links.
     result = await run_soak(options_from(["--short", "--port", str(SOAK_PORT)]))
     print(result.summary())
-    details = [*result.log, *result.crashes, *result.hung, *result.wrong[:20]]
+    details = [*result.log, *result.refused, *result.crashes, *result.hung, *result.wrong[:20]]
     assert result.ok, "\n".join([result.summary(), *details])
     assert sum(result.faults.values()) >= 7, result.faults  # the faults really happened
     assert result.events > 50_000 and result.workers_checked >= 2

@@ -70,6 +70,7 @@ class SoakResult:
     requests_retried: int = 0
     replies_repeated: int = 0
     crashes: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # starts refused while the broker was away
     hung: list[str] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
 
@@ -95,7 +96,8 @@ class SoakResult:
             f"dead letters missing {self.dead_letters_missing} (repeated {self.dead_letters_repeated}, "
             f"unexpected {self.dead_letters_unexpected}); replies missing {self.replies_missing} "
             f"(requests re-sent {self.requests_retried}, repeated replies {self.replies_repeated}); "
-            f"worker crashes {len(self.crashes)}, hung processes {len(self.hung)}"
+            f"worker crashes {len(self.crashes)} (starts refused while the broker was down "
+            f"{len(self.refused)}), hung processes {len(self.hung)}"
         )
 
 
@@ -143,7 +145,7 @@ async def run_soak(options: SoakOptions) -> SoakResult:
         await fleet.stop_all()
         await broker.close()
         shutil.rmtree(SNAPSHOT_ROOT, ignore_errors=True)
-    result.crashes, result.hung = fleet.crashes, fleet.hung
+    result.crashes, result.hung, result.refused = fleet.crashes, fleet.hung, fleet.refused
     result.duration_s = time.monotonic() - started
     return result
 
@@ -227,7 +229,7 @@ def options_from(argv: Sequence[str] | None) -> SoakOptions:
 
 def main(argv: Sequence[str] | None = None) -> int:
     result = asyncio.run(run_soak(options_from(argv)))
-    for line in result.log + result.crashes + result.hung + result.wrong[:20]:
+    for line in result.log + result.refused + result.crashes + result.hung + result.wrong[:20]:
         print(line, file=sys.stderr)
     print(result.summary())
     return 0 if result.ok else 1

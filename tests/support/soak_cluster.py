@@ -30,6 +30,9 @@ __all__ = ["PrivateBroker", "Fleet", "FleetWorker", "STOP_LIMIT_S", "READY_LIMIT
 
 T = TypeVar("T")
 
+#: A worker's exit status when no broker answers as it starts (``inbound-audit: Kafka is not reachable``).
+REFUSED_TO_START = 2
+
 #: A worker promises to stop within 10 s of SIGTERM; longer than this is a hung process.
 STOP_LIMIT_S = 15.0
 #: A started worker that does not answer queries within this long is a hung process.
@@ -111,6 +114,9 @@ class Fleet:
     workers: list[FleetWorker] = field(default_factory=list)
     crashes: list[str] = field(default_factory=list)
     hung: list[str] = field(default_factory=list)
+    #: Starts refused because the broker went away while the worker was starting (it is started
+    #: again once the broker is back, as a supervisor would): documented behaviour, not a crash.
+    refused: list[str] = field(default_factory=list)
     #: Cleared while the soak's broker is down: workers are (re)started only once it is back.
     broker_up: asyncio.Event = field(default_factory=asyncio.Event)
     _serial: int = 0
@@ -201,7 +207,10 @@ class Fleet:
                 proc = worker.process.proc
                 if proc is not None and not worker.alive and not worker.expected_exit:
                     tail = " | ".join(worker.process.lines[-5:])
-                    self.crashes.append(f"{worker.name} exited {proc.returncode}: {tail}")
+                    if proc.returncode == REFUSED_TO_START and not worker.process.log_has("answering queries"):
+                        self.refused.append(f"{worker.name} refused to start: {tail}")
+                    else:
+                        self.crashes.append(f"{worker.name} exited {proc.returncode}: {tail}")
                     self._launch(worker)
 
     async def healthy(self, worker: FleetWorker, session: aiohttp.ClientSession) -> bool:
