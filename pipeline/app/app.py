@@ -209,10 +209,9 @@ def _register_agents(audit: AuditApp, events: faust.TopicT, requests: faust.Topi
     async def queries(stream: faust.StreamT) -> None:
         # Replies go out in the background: one slow reply topic does not hold up the requests
         # behind it. (Acking each request only after its reply was tried with Faust's manual acks:
-        # queries then sometimes stalled after a rebalance, in 2 of 7 SIGKILL runs.) A dead letter
-        # is awaited here, so the request is acked only once its letter is on the broker.
+        # queries then sometimes stalled after a rebalance, in 2 of 7 SIGKILL runs.)
         async for event in stream.events():
-            await audit.responder.handle(event.message.partition, event.message.offset, event.message.value)
+            audit.responder.handle(event.message.partition, event.message.offset, event.message.value)
 
 
 def _register_timers(audit: AuditApp) -> None:
