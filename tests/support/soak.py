@@ -69,6 +69,7 @@ class SoakResult:
     replies_missing: int = 0
     requests_retried: int = 0
     replies_repeated: int = 0
+    replies_undeliverable: int = 0  # dead-lettered undeliverable_reply while the broker was away
     crashes: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # starts refused while the broker was away
     hung: list[str] = field(default_factory=list)
@@ -95,7 +96,8 @@ class SoakResult:
             f"wrong answers {len(self.wrong)} of {self.checked:,} on {self.workers_checked} workers; "
             f"dead letters missing {self.dead_letters_missing} (repeated {self.dead_letters_repeated}, "
             f"unexpected {self.dead_letters_unexpected}); replies missing {self.replies_missing} "
-            f"(requests re-sent {self.requests_retried}, repeated replies {self.replies_repeated}); "
+            f"(requests re-sent {self.requests_retried}, repeated replies {self.replies_repeated}, "
+            f"undeliverable {self.replies_undeliverable}); "
             f"worker crashes {len(self.crashes)} (starts refused while the broker was down "
             f"{len(self.refused)}), hung processes {len(self.hung)}"
         )
@@ -202,13 +204,10 @@ async def _check(
     result.replies_missing = sum(1 for r in routable if not r.replies)
     result.requests_retried = sum(1 for r in routable if r.sends > 1)
     result.replies_repeated = sum(max(0, len(r.replies) - r.sends) for r in routable)
-    missing, repeated, unexpected = await check_dead_letters(settings, record, requests)
-    result.log += missing
-    result.dead_letters_missing, result.dead_letters_repeated, result.dead_letters_unexpected = (
-        len(missing),
-        repeated,
-        unexpected,
-    )
+    missing, repeated, unexpected, undeliverable = await check_dead_letters(settings, record, requests)
+    result.log += missing + unexpected
+    result.dead_letters_missing, result.dead_letters_repeated = len(missing), repeated
+    result.dead_letters_unexpected, result.replies_undeliverable = len(unexpected), undeliverable
 
 
 def options_from(argv: Sequence[str] | None) -> SoakOptions:

@@ -155,26 +155,31 @@ async def check_bus_answers(requests: RequestDriver, wanted: list[Expectation], 
 
 async def check_dead_letters(
     settings: Settings, record: SoakRecord, requests: RequestDriver
-) -> tuple[list[str], int, int]:
-    """(the missing ones, how many repeated, how many unexpected): every malformed event and
-    unroutable request must have a dead letter with its reason (repeats are allowed: dead letters
-    are at least once)."""
+) -> tuple[list[str], int, list[str], int]:
+    """(the missing ones, how many repeated, the unexpected ones, how many replies were
+    undeliverable): every malformed event and unroutable request must have a dead letter with
+    its reason (repeats are allowed: dead letters are at least once). A reply the worker could not
+    deliver while the broker was away is dead-lettered ``undeliverable_reply``, as documented;
+    the client re-sends that request, so such a letter is counted, not unexpected."""
     unroutable = {r.id: r.expect.removeprefix("deadletter:") for r in requests.sent.values() if not r.routable}
     records = await read_topic(settings.bootstrap, settings.deadletter_topic, len(record.malformed) + len(unroutable))
     seen = Counter[tuple[str, str]]()
-    unexpected = 0
+    unexpected: list[str] = []
+    undeliverable = 0
     for item in records:
         letter = orjson.loads(item.value)
         if letter["source_topic"] == settings.events_topic:
             match = SEQ.search(letter["value"])
             key = match.group(1) if match else ""
             if record.malformed.get(int(key or 0)) != letter["reason"]:
-                unexpected += 1
+                unexpected.append(f"unexpected dead letter {letter}")
             seen[("event", key)] += 1
+        elif letter["reason"] == "undeliverable_reply" and any(i in letter["value"] for i in requests.sent):
+            undeliverable += 1
         else:
             ids = [i for i in unroutable if i in letter["value"]]
             if len(ids) != 1 or unroutable[ids[0]] != letter["reason"]:
-                unexpected += 1
+                unexpected.append(f"unexpected dead letter {letter}")
             seen[("request", ids[0] if ids else "")] += 1
     wanted = [("event", str(seq)) for seq in record.malformed] + [("request", i) for i in unroutable]
     reasons = {
@@ -185,4 +190,4 @@ async def check_dead_letters(
         f"no dead letter for {kind} {key} ({reasons[(kind, key)]})" for kind, key in wanted if not seen[(kind, key)]
     ]
     repeated = sum(max(0, seen[key] - 1) for key in wanted)
-    return missing, repeated, unexpected
+    return missing, repeated, unexpected, undeliverable
