@@ -47,7 +47,7 @@ MUTATED_SHARE = 0.03
 REQUEST_SHARE = 0.02
 BAD_SHARE = 0.2
 SETTLE_S = 1800.0  # at most this long for the worker to count everything
-STALL_S = 120.0  # or until its totals have not moved for this long
+STALL_S = 300.0  # or until its totals have not moved for this long (a starved replica lags)
 MUTATED_NODES = ("mx1", "mx2", "é" * 3)  # decoder_fuzz's nodes
 MUTATED_IPS = ("10.0.0.1", "192.0.2.66", "2001:db8::25", "198.51.100.7", "::1")
 
