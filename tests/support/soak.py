@@ -64,6 +64,7 @@ class SoakResult:
     doubled: int = 0
     wrong: list[str] = field(default_factory=list)
     dead_letters_missing: int = 0
+    request_letters_missing: int = 0  # of those, letters of unroutable requests (README: known issue)
     dead_letters_repeated: int = 0
     dead_letters_unexpected: int = 0
     replies_missing: int = 0
@@ -94,7 +95,8 @@ class SoakResult:
             f"soak: {self.duration_s:.0f} s, {self.events:,} events (+{self.malformed:,} malformed), "
             f"{self.requests:,} requests; faults {faults}; lost {self.lost}, doubled {self.doubled}, "
             f"wrong answers {len(self.wrong)} of {self.checked:,} on {self.workers_checked} workers; "
-            f"dead letters missing {self.dead_letters_missing} (repeated {self.dead_letters_repeated}, "
+            f"dead letters missing {self.dead_letters_missing} (of requests {self.request_letters_missing}, "
+            f"repeated {self.dead_letters_repeated}, "
             f"unexpected {self.dead_letters_unexpected}); replies missing {self.replies_missing} "
             f"(requests re-sent {self.requests_retried}, repeated replies {self.replies_repeated}, "
             f"undeliverable {self.replies_undeliverable}); "
@@ -207,6 +209,7 @@ async def _check(
     missing, repeated, unexpected, undeliverable = await check_dead_letters(settings, record, requests)
     result.log += missing + unexpected
     result.dead_letters_missing, result.dead_letters_repeated = len(missing), repeated
+    result.request_letters_missing = sum(1 for line in missing if " request " in line)
     result.dead_letters_unexpected, result.replies_undeliverable = len(unexpected), undeliverable
 
 
