@@ -7,7 +7,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 PIP := $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: run test lint fuzz-decoder system-deps screenshot
+.PHONY: run test lint fuzz-decoder system-deps screenshot soak fuzz
 
 run: $(STAMP)
 	exec $(VENV)/bin/inbound-audit worker
@@ -32,6 +32,15 @@ screenshot: $(STAMP) system-deps
 # A million mutated event messages through both decoders (needs the native one built).
 fuzz-decoder: $(STAMP)
 	$(VENV)/bin/python tests/support/decoder_fuzz.py --inputs 1000000
+
+# About 10 minutes of faults (20 SIGKILLs, 5 SIGSTOPs, 5 restarts, 5 joins and leaves, a broker and
+# 2 publisher restarts) on a private broker (ports 19492-19493), then every worker's answers checked.
+soak: $(STAMP)
+	$(VENV)/bin/python tests/support/soak.py
+
+# A million mutated events and requests published to a live worker on a private broker (19592-19593).
+fuzz: $(STAMP)
+	$(VENV)/bin/python tests/support/worker_fuzz.py --inputs 1000000
 
 # Re-install only when the dependencies or the native sources may have changed.
 $(STAMP): pyproject.toml pipeline/native/pyproject.toml pipeline/native/Cargo.toml $(wildcard pipeline/native/src/*.rs)

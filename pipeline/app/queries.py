@@ -44,6 +44,8 @@ __all__ = ["Responder"]
 
 #: Tries to deliver one reply before it is dead-lettered ``undeliverable_reply``.
 REPLY_ATTEMPTS = 4
+#: Tries to write one request's dead letter (backing off up to 5 s: about a minute in all).
+DEAD_LETTER_ATTEMPTS = 10
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +104,11 @@ class Responder:
         if self.producer is not None:
             await self.producer.stop()
 
-    def handle(self, partition: int, offset: int, raw: bytes | None) -> asyncio.Future[None]:
-        """Answer one request; the reply (or dead letter) is sent in the background (the returned
-        future is done once it is on the broker)."""
+    def handle(self, partition: int, offset: int, raw: bytes | None) -> None:
+        """Answer one request; the reply (or dead letter) is sent in the background: a slow reply
+        topic must not hold up the requests behind it, nor, through Faust's shared consumer, the
+        events (awaiting each dead letter here was tried: the worker fuzz's ingest then crawled).
+        ``stop`` lets what is still being sent finish."""
         try:
             obj, reply_to = read_envelope(raw)
             if reply_to in self._internal:
@@ -113,16 +117,18 @@ class Responder:
                 )
         except Unroutable as exc:
             self.stats["unroutable"] += 1
-            return self._background(self._dead_letter(Rejection(exc.reason, exc.detail, raw or b""), partition, offset))
+            self._background(self._dead_letter(Rejection(exc.reason, exc.detail, raw or b""), partition, offset))
+            return
         request_id = obj.get("id")
         key = request_id.encode() if isinstance(request_id, str) else None
         if obj.get("op") == SERIES_DEFINE:
-            return self._background(self._define(obj, reply_to, key, partition, offset, raw or b""))
+            self._background(self._define(obj, reply_to, key, partition, offset, raw or b""))
+            return
         try:
             value = reply_value(request_id, self.evaluate(obj))
         except AuditError as exc:
             value = reply_error(request_id, exc)
-        return self._background(self._reply(reply_to, key, value, partition, offset, raw or b""))
+        self._background(self._reply(reply_to, key, value, partition, offset, raw or b""))
 
     def evaluate(self, obj: dict[str, Any]) -> int:
         """The value a routable request asks for (raises ``AuditError``); the bus and HTTP share it,
@@ -213,7 +219,11 @@ class Responder:
         letter = dead_letter_record(rejection, self.settings.requests_topic, partition, offset)
         self.stats["dead_letters"] += 1
         self.dead_letter_reasons[rejection.reason] += 1
-        try:
-            await self.producer.send_and_wait(self.settings.deadletter_topic, orjson.dumps(letter))
-        except KafkaError as exc:
-            log.error("cannot dead-letter request %d@%d: %r", partition, offset, exc)
+        for attempt in range(DEAD_LETTER_ATTEMPTS):
+            try:
+                await self.producer.send_and_wait(self.settings.deadletter_topic, orjson.dumps(letter))
+                return
+            except KafkaError as exc:
+                failure = exc
+                await asyncio.sleep(min(0.5 * 2**attempt, 5.0))  # a broker restart takes ~30 s here
+        log.error("cannot dead-letter request %d@%d: %r", partition, offset, failure)

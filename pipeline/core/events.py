@@ -82,6 +82,7 @@ __all__ = [
     "EventDecoder",
     "dead_letter_record",
     "deep_loads",
+    "loads_any_depth",
     "invalid_json_detail",
 ]
 
@@ -254,7 +255,7 @@ class EventDecoder:
         ):
             return out
         try:
-            doc = _loads_any_depth(raw)
+            doc = loads_any_depth(raw)
         except ValueError as exc:
             out.rejected.append(Rejection("invalid_json", f"value is not UTF-8 JSON: {exc}", bytes(raw)))
             return out
@@ -489,7 +490,7 @@ class EventDecoder:
         The native decoder hands series events over this way; the decision, detail and value
         are those the whole-message path gives.
         """
-        ev = _loads_any_depth(raw)
+        ev = loads_any_depth(raw)
         if not self._accept_series(ev, out, now_s):
             self.series_event(_prune(ev, MAX_KEPT_DEPTH), raw, out, now_s)
 
@@ -653,7 +654,7 @@ def _prune(value: Any, depth: int) -> Any:
     return value
 
 
-def _loads_any_depth(raw: bytes) -> Any:
+def loads_any_depth(raw: bytes) -> Any:
     """``orjson.loads``, or ``deep_loads`` for a message nested deeper than orjson allows."""
     try:
         return _loads(raw)
@@ -666,7 +667,7 @@ def _loads_any_depth(raw: bytes) -> Any:
 def invalid_json_detail(raw: bytes) -> str | None:
     """The ``invalid_json`` detail the decoder gives ``raw``, or None if ``raw`` is JSON to it."""
     try:
-        _loads_any_depth(raw)
+        loads_any_depth(raw)
     except ValueError as exc:
         return f"value is not UTF-8 JSON: {exc}"
     return None
@@ -691,12 +692,12 @@ class _Frame:
             self.container.append(value)
 
 
-def deep_loads(raw: bytes, keep_levels: int) -> Any:
+def deep_loads(raw: bytes, keep_levels: int, scalar: Callable[[bytes], Any] = _loads) -> Any:
     """orjson's JSON syntax at any depth; containers below ``keep_levels`` levels become None.
 
-    An explicit stack instead of recursion; each scalar token is parsed by orjson itself, so
-    strings, numbers and literals mean exactly what they mean to ``orjson.loads``.
-    Raises ``ValueError`` naming the character where the syntax breaks.
+    An explicit stack instead of recursion; each scalar value token is parsed by ``scalar``
+    (orjson itself by default, so strings, numbers and literals mean exactly what they mean to
+    ``orjson.loads``). Raises ``ValueError`` naming the character where the syntax breaks.
     """
     stack: list[_Frame] = []
     pos = 0
@@ -722,7 +723,7 @@ def deep_loads(raw: bytes, keep_levels: int) -> Any:
             if punct is not None and expect in _CLOSERS.get((punct, stack[-1].is_object if stack else None), ()):
                 value = stack.pop().container
             elif (string or other) is not None and expect in ("value", "value_or_close"):
-                value = _loads(string or other)
+                value = scalar(string or other)
             else:
                 raise ValueError(f"invalid JSON at char {at} (nested deeper than 1024 levels)")
             if not stack:

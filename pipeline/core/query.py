@@ -16,6 +16,7 @@ import orjson
 
 from pipeline.core.cidr import Block, resolve_cidr
 from pipeline.core.counts import WindowedCounts
+from pipeline.core.events import MAX_KEPT_DEPTH, deep_loads, loads_any_depth
 from pipeline.core.series import SeriesCatalog
 from pipeline.core.series_query import (
     SERIES_FIELD_TYPES,
@@ -78,34 +79,50 @@ def _reject_constant(name: str) -> Any:
 
 
 def _check_strings(value: Any) -> None:
-    """Refuse lone surrogates as orjson does (a reply could not echo them); raises ValueError."""
-    if isinstance(value, str):
-        value.encode()
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_strings(key)
-            _check_strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            _check_strings(item)
+    """Refuse lone surrogates as orjson does (a reply could not echo them); raises ValueError.
+    Without recursion: a request may be nested as deep as its sender likes."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            item.encode()
+        elif isinstance(item, dict):
+            pending += item.keys()
+            pending += item.values()
+        elif isinstance(item, list):
+            pending += item
+
+
+def _exact_scalar(token: bytes) -> Any:
+    return json.loads(token, parse_constant=_reject_constant)
 
 
 def _loads_exact(raw: bytes) -> Any:
-    """The request as orjson reads it, except that integers beyond 64 bits stay integers.
+    """The request as orjson reads it, except that integers beyond 64 bits stay integers, and at
+    any depth (as for events, nesting never makes a request unroutable by itself).
 
-    orjson turns them into floats or refuses them, so ``endv = 2**70`` would be judged "not an
-    integer"; only then is the request re-read, as strictly, by the stdlib parser. Raises ValueError.
+    orjson turns big integers into floats or refuses them, so ``endv = 2**70`` would be judged
+    "not an integer"; only then is the request re-read, as strictly, by the stdlib parser. A
+    request nested deeper than orjson's 1,024 levels is read by ``loads_any_depth``, and re-read
+    without recursion when it also holds such a number. Raises ValueError.
     """
     try:
-        obj = orjson.loads(raw)
+        obj = loads_any_depth(raw)
     except orjson.JSONDecodeError as exc:
         if _ORJSON_NUMBER_OVERFLOW not in str(exc):
             raise
-    else:
-        low, high = _ORJSON_INT_RANGE
-        if not isinstance(obj, dict) or all(type(v) is not float or low <= v <= high for v in obj.values()):
-            return obj
-    exact = json.loads(raw, parse_constant=_reject_constant)
+        return _reread_exactly(raw)
+    low, high = _ORJSON_INT_RANGE
+    if not isinstance(obj, dict) or all(type(v) is not float or low <= v <= high for v in obj.values()):
+        return obj
+    return _reread_exactly(raw)
+
+
+def _reread_exactly(raw: bytes) -> Any:
+    try:
+        exact = json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError:  # deeper than the stdlib parser goes
+        exact = deep_loads(raw, MAX_KEPT_DEPTH, _exact_scalar)
     _check_strings(exact)
     return exact
 

@@ -23,7 +23,19 @@ from pipeline.core.delta import Delta
 from pipeline.core.series import SeriesDef
 from pipeline.core.windows import Monitor
 
-__all__ = ["NOW_MS", "MONITORS", "FUTURE_S", "SERIES", "decoders", "outcome", "mutated_message", "fuzz", "main"]
+__all__ = [
+    "NOW_MS",
+    "MONITORS",
+    "FUTURE_S",
+    "SERIES",
+    "TOKENS",
+    "decoders",
+    "outcome",
+    "mutated_message",
+    "mutate_bytes",
+    "fuzz",
+    "main",
+]
 
 NOW_MS = 1_700_000_000_000
 MONITORS = (Monitor(60, 1), Monitor(300, 6), Monitor(1800, 4))
@@ -39,7 +51,7 @@ SERIES = {
 }
 
 #: Tokens on the edges of the SPEC and of JSON, spliced into valid messages.
-_TOKENS = [
+TOKENS = [
     b'"\\ud800"',
     b'"\\udc00"',
     b'"\\ud83d\\ude00"',
@@ -145,10 +157,10 @@ def outcome(result: tuple[Delta, list[OffsetRejection]]) -> tuple[Any, ...]:
     return delta.partition, delta.prev_offset, delta.spans, delta.nodes, columns, delta.sessions, series, rejected
 
 
-def _event(rng: random.Random) -> dict[str, Any]:
+def _event(rng: random.Random, now_ms: int) -> dict[str, Any]:
     event: dict[str, Any] = {
         "node": rng.choice(["mx1", "mx2", "é" * 3]),
-        "ts": rng.choice([NOW_MS / 1000 - rng.uniform(0, 8000), NOW_MS // 1000 - rng.randrange(8000)]),
+        "ts": rng.choice([now_ms / 1000 - rng.uniform(0, 8000), now_ms // 1000 - rng.randrange(8000)]),
         "ip": rng.choice(_IPS),
         "event": rng.choice(_EVENTS),
     }
@@ -172,29 +184,37 @@ _SLOT = "\x00slot"
 _SLOT_JSON = orjson.dumps(_SLOT)
 
 
-def mutated_message(rng: random.Random) -> bytes:
-    """A valid one-event or array message, some field values swapped for edge tokens, then
-    zero to three byte-level mutations (most of which break the JSON)."""
-    events = [_event(rng) for _ in range(rng.randrange(1, 6))]
+def mutated_message(rng: random.Random, now_ms: int = NOW_MS) -> bytes:
+    """A valid one-event or array message (event times up to 8,000 s before ``now_ms``), some
+    field values swapped for edge tokens, then zero to three byte-level mutations (most of
+    which break the JSON)."""
+    events = [_event(rng, now_ms) for _ in range(rng.randrange(1, 6))]
     for _ in range(rng.choice([0, 1, 1, 2])):
         rng.choice(events)[rng.choice(["node", "ts", "ip", "event", "n", "service", "extra", "key", "count"])] = _SLOT
     data = bytearray(orjson.dumps(events if rng.random() < 0.8 else events[0]))
     while _SLOT_JSON in data:
-        data = data.replace(_SLOT_JSON, rng.choice(_TOKENS), 1)
+        data = data.replace(_SLOT_JSON, rng.choice(TOKENS), 1)
+    return mutate_bytes(data, rng)
+
+
+def mutate_bytes(data: bytearray, rng: random.Random) -> bytes:
+    """Zero to three byte-level mutations of ``data``: a byte flipped, an edge token inserted, a
+    run deleted (truncation at the end), the 20 bytes before repeated (a splice), or a value
+    replaced by an edge token."""
     for _ in range(rng.choice([0, 0, 0, 1, 1, 2, 3])):
         at = rng.randrange(len(data) + 1)
         how = rng.randrange(5)
         if how == 0 and at < len(data):
             data[at] = rng.randrange(256)
         elif how == 1:
-            data[at:at] = rng.choice(_TOKENS)
+            data[at:at] = rng.choice(TOKENS)
         elif how == 2:
             del data[at : at + rng.randrange(1, 8)]
         elif how == 3:
             data[at:at] = data[max(0, at - 20) : at]
         else:
             end = data.find(b",", at)
-            data[at : end if end > 0 else at] = rng.choice(_TOKENS)
+            data[at : end if end > 0 else at] = rng.choice(TOKENS)
     return bytes(data)
 
 

@@ -182,3 +182,22 @@ def test_the_exact_reread_is_as_strict_as_orjson(extra: bytes) -> None:
     with pytest.raises(Unroutable) as caught:
         read_envelope(raw)
     assert caught.value.reason == "invalid_json"
+
+
+@pytest.mark.parametrize("levels", [1_010, 1_500, 100_000])
+@pytest.mark.parametrize("endv", [b"2", str(2**70).encode()])
+def test_nesting_never_makes_a_request_unroutable(levels: int, endv: bytes) -> None:
+    """Found by the worker fuzz runner: a valid request with an unknown field nested deeper than
+    orjson's 1,024 levels was dead-lettered as invalid_json, and one between the stdlib parser's
+    ~1,000 levels and 1,024 holding an integer beyond 64 bits raised RecursionError in the worker.
+    Nesting is judged as for events: the request is read at any depth and answered."""
+
+    def request(closing: int) -> bytes:
+        deep = b"[" * levels + b"]" * closing
+        return orjson.dumps(BASE)[:-1] + b', "x": ' + deep + b', "endv": ' + endv + b"}"
+
+    obj, reply_to = read_envelope(request(levels))
+    assert reply_to == BASE["reply_to"] and obj["endv"] == int(endv)
+    with pytest.raises(Unroutable) as caught:  # still syntax-checked at that depth
+        read_envelope(request(levels - 1))
+    assert caught.value.reason == "invalid_json"
