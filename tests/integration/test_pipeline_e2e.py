@@ -253,7 +253,8 @@ async def test_every_error_code_and_unroutable_requests(kafka_bootstrap: str) ->
 
 
 async def test_window_summaries_are_published_when_windows_close(kafka_bootstrap: str) -> None:
-    env = isolated_env(kafka_bootstrap, 2, "2,5", INBOUND_AUDIT_WINDOW_GRACE_S="0.5")
+    # "2,1" keeps one window: its summary must still carry what the window counted (issue 10).
+    env = isolated_env(kafka_bootstrap, 2, "2,5 2,1", INBOUND_AUDIT_WINDOW_GRACE_S="0.5")
     settings = await prepare_topics(env)
     workers = await start_workers(env, 1)
     try:
@@ -270,12 +271,19 @@ async def test_window_summaries_are_published_when_windows_close(kafka_bootstrap
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             records = [orjson.loads(r.value) for r in await read_topic(kafka_bootstrap, settings.windows_topic)]
-            if any(s["window_start"] == start and s["scope"] == "cluster" for s in records):
+            closed = {s["monitor"] for s in records if s["window_start"] == start and s["scope"] == "cluster"}
+            if closed == {"2,5", "2,1"}:
                 break
             await asyncio.sleep(0.5)
         for summary in records:
             jsonschema.validate(summary, load_schema("window-summary"))
-        mine = {(s["scope"], s.get("node")): s for s in records if s["window_start"] == start}
+        mine = {(s["scope"], s.get("node")): s for s in records if s["window_start"] == start and s["monitor"] == "2,5"}
+        one = {
+            (s["scope"], s.get("node")): s["totals"]
+            for s in records
+            if s["window_start"] == start and s["monitor"] == "2,1"
+        }
+        assert one == {key: summary["totals"] for key, summary in mine.items()}
         cluster = mine[("cluster", None)]
         assert cluster["monitor"] == "2,5" and cluster["window_end"] == start + 2
         assert cluster["totals"] == {"connection": 5, "reception": 2, "rejection": 1}
