@@ -33,6 +33,7 @@ from mode import Service
 from pipeline.app.ingest import Ingester, SourceMessage
 from pipeline.app.queries import Responder
 from pipeline.app.range_reader import RangeReader
+from pipeline.app.request_gaps import RequestGaps
 from pipeline.app.series_table import SeriesDefinitions, SeriesTable
 from pipeline.app.state_table import FleetStateManager, FleetStateTable
 from pipeline.app.summary_publisher import SummaryPublisher
@@ -42,7 +43,7 @@ from pipeline.core.replica import Replica
 from pipeline.core.series import SeriesCatalog
 from pipeline.core.snapshot import Snapshot, encode_snapshot, write_bytes_atomically
 from pipeline.kafka.connection import client_options, faust_broker_options
-from pipeline.kafka.group_members import member_client_id
+from pipeline.kafka.group_members import committed_offset, member_client_id
 from pipeline.settings import Settings
 
 __all__ = ["AuditApp", "build_app"]
@@ -67,6 +68,7 @@ class AuditApp:
     ingester: Ingester
     responder: Responder
     summaries: SummaryPublisher
+    request_gaps: RequestGaps
     clock: Callable[[], float] = time.time
     cluster_id: str = ""
     failure: str | None = None
@@ -215,6 +217,11 @@ def build_app(settings: Settings, bootstrap: str, *, clock: Callable[[], float] 
         Ingester(settings, lambda: manager.replica, send, reader, lambda name: definitions.catalog.get(name)),
         Responder(settings, lambda: manager.replica, clock, lambda: definitions.catalog, definitions.publish),
         SummaryPublisher(settings, lambda: client_options(settings, bootstrap), reader),
+        RequestGaps(
+            reader,
+            settings.requests_topic,
+            lambda partition: committed_offset(settings, bootstrap, settings.requests_topic, partition),
+        ),
         clock,
     )
     manager.reader = reader
@@ -275,7 +282,10 @@ def _register_agents(audit: AuditApp, events: faust.TopicT, requests: faust.Topi
         # behind it. (Acking each request only after its reply was tried with Faust's manual acks:
         # queries then sometimes stalled after a rebalance, in 2 of 7 SIGKILL runs.)
         async for event in stream.events():
-            audit.responder.handle(event.message.partition, event.message.offset, event.message.value)
+            message = event.message
+            for record in await audit.request_gaps.missed(message.partition, message.offset):
+                audit.responder.handle(record.partition, record.offset, record.value)
+            audit.responder.handle(message.partition, message.offset, message.value)
 
 
 def _register_timers(audit: AuditApp) -> None:
@@ -309,6 +319,7 @@ def _register_timers(audit: AuditApp) -> None:
 def _forget_revoked(audit: AuditApp) -> Any:
     async def on_revoked(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
         audit.ingester.forget([tp.partition for tp in revoked if tp.topic == audit.settings.events_topic])
+        audit.request_gaps.forget([tp.partition for tp in revoked if tp.topic == audit.settings.requests_topic])
 
     return on_revoked
 

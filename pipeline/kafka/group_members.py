@@ -10,6 +10,7 @@ back with new monitors; a member that was killed stays listed until its session 
 
 from __future__ import annotations
 
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
@@ -18,7 +19,7 @@ from pipeline.errors import ConfigError
 from pipeline.kafka.connection import client_options, connection_error
 from pipeline.settings import Settings
 
-__all__ = ["monitor_list", "member_client_id", "running_monitor_lists", "ensure_group_monitors"]
+__all__ = ["monitor_list", "member_client_id", "running_monitor_lists", "ensure_group_monitors", "committed_offset"]
 
 _PREFIX = "inbound-audit monitors="
 
@@ -64,3 +65,16 @@ async def ensure_group_monitors(settings: Settings, bootstrap: str) -> None:
             f"monitors, or stop the whole group first to change them (a killed worker stays in the group "
             f"for its session timeout, 6 s)"
         )
+
+
+async def committed_offset(settings: Settings, bootstrap: str, topic: str, partition: int) -> int | None:
+    """The worker group's committed offset of one partition (None: nothing committed yet)."""
+    tp = TopicPartition(topic, partition)
+    admin = AIOKafkaAdminClient(**client_options(settings, bootstrap), client_id="inbound-audit-offsets")
+    try:
+        await admin.start()
+        offsets = await admin.list_consumer_group_offsets(settings.group_id, partitions=[tp])
+    finally:
+        await admin.close()
+    found = offsets.get(tp)
+    return None if found is None or found.offset < 0 else int(found.offset)
