@@ -10,9 +10,17 @@ back with new monitors; a member that was killed stays listed until its session 
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    CoordinatorLoadInProgressError,
+    CoordinatorNotAvailableError,
+    KafkaError,
+    NotCoordinatorError,
+)
 
 from pipeline.core.windows import Monitor
 from pipeline.errors import ConfigError
@@ -22,6 +30,7 @@ from pipeline.settings import Settings
 __all__ = ["monitor_list", "member_client_id", "running_monitor_lists", "ensure_group_monitors", "committed_offset"]
 
 _PREFIX = "inbound-audit monitors="
+_COORDINATOR_NOT_YET = (CoordinatorNotAvailableError, CoordinatorLoadInProgressError, NotCoordinatorError)
 
 
 def monitor_list(monitors: tuple[Monitor, ...]) -> str:
@@ -35,11 +44,22 @@ def member_client_id(settings: Settings) -> str:
 
 
 async def running_monitor_lists(settings: Settings, bootstrap: str) -> set[str]:
-    """The monitor lists announced by the running members of the worker group."""
+    """The monitor lists announced by the running members of the worker group.
+
+    A new cluster has no group coordinator for its first seconds (``__consumer_offsets`` is being
+    created): that is waited out, up to ``kafka_timeout_s``."""
     admin = AIOKafkaAdminClient(**client_options(settings, bootstrap), client_id="inbound-audit-group-check")
+    deadline = time.monotonic() + settings.kafka_timeout_s
     try:
         await admin.start()
-        responses = await admin.describe_consumer_groups([settings.group_id])
+        while True:
+            try:
+                responses = await admin.describe_consumer_groups([settings.group_id])
+                break
+            except _COORDINATOR_NOT_YET:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
     except KafkaError as exc:
         raise await connection_error(settings, exc, bootstrap) from exc
     finally:
