@@ -25,7 +25,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 from mode import Service
@@ -47,6 +47,8 @@ from pipeline.kafka.group_members import committed_offset, member_client_id
 from pipeline.settings import Settings
 
 __all__ = ["AuditApp", "build_app"]
+
+TableT = TypeVar("TableT", FleetStateTable, SeriesTable)
 
 log = logging.getLogger("pipeline.worker")
 
@@ -179,26 +181,14 @@ def build_app(settings: Settings, bootstrap: str, *, clock: Callable[[], float] 
     app = _faust_app(settings, bootstrap)
     events = app.topic(settings.events_topic, key_type=bytes, value_type=bytes, value_serializer="raw")
     requests = app.topic(settings.requests_topic, key_type=bytes, value_type=bytes, value_serializer="raw")
-    state = app.topic(
-        settings.state_topic,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=settings.partitions,
-    )
-    table = FleetStateTable(
+    table = _global_operation_table(
+        FleetStateTable,
         app,
-        name="fleet",
-        changelog_topic=state,
-        partitions=settings.partitions,
-        is_global=True,
-        synchronize_all_active_partitions=True,
-        recovery_buffer_size=1,
-        standby_buffer_size=1,
+        "fleet",
+        _log_topic(app, settings.state_topic, settings.partitions),
+        settings.partitions,
         new_replica=lambda: Replica(settings.monitors),
     )
-    app.tables.add(table)
     manager = table.manager
     manager.clock = clock
     series_table = _series_table(app, settings)
@@ -237,24 +227,34 @@ def build_app(settings: Settings, bootstrap: str, *, clock: Callable[[], float] 
 
 def _series_table(app: faust.App, settings: Settings) -> SeriesTable:
     """The series definitions' table on the compacted series topic (one partition)."""
-    topic = app.topic(
-        settings.series_topic,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=1,
+    topic = _log_topic(app, settings.series_topic, 1)
+    return _global_operation_table(
+        SeriesTable, app, "series", topic, 1, new_catalog=lambda: SeriesCatalog(settings.series)
     )
-    table = SeriesTable(
+
+
+def _log_topic(app: faust.App, name: str, partitions: int) -> faust.TopicT:
+    """A topic of raw records, the changelog of an operation table."""
+    return app.topic(
+        name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=partitions
+    )
+
+
+def _global_operation_table(
+    table_type: type[TableT], app: faust.App, name: str, topic: faust.TopicT, partitions: int, **factory: Any
+) -> TableT:
+    """A global operation-changelog table: every worker replays every partition, one record at a
+    time (buffer size 1: Faust applies a larger buffer only once it is full, so replicas would lag)."""
+    table = table_type(
         app,
-        name="series",
+        name=name,
         changelog_topic=topic,
-        partitions=1,
+        partitions=partitions,
         is_global=True,
         synchronize_all_active_partitions=True,
         recovery_buffer_size=1,
         standby_buffer_size=1,
-        new_catalog=lambda: SeriesCatalog(settings.series),
+        **factory,
     )
     app.tables.add(table)
     return table

@@ -17,7 +17,7 @@ import orjson
 from pipeline.core.prefix_counts import PrefixCounts, keys_to_ints
 from pipeline.core.series import SeriesDef
 from pipeline.core.series_counts import SeriesCounts
-from pipeline.core.summaries import TAKEOVER_HOLD_S
+from pipeline.core.summaries import TAKEOVER_HOLD_S, resume_start
 from pipeline.settings import Settings
 
 __all__ = ["SeriesSummaryClock", "summarize_series_window"]
@@ -71,14 +71,6 @@ class SeriesSummaryClock:
     def pause(self) -> None:
         self._last, self._next = None, {}
 
-    def _start(self, definition: SeriesDef, now_s: float) -> int:
-        assert self._last is not None
-        last = self._last.get(definition.name)
-        if last is None:
-            return definition.windows.window_start(now_s)
-        held_since = now_s - self._settings.window_grace_s - TAKEOVER_HOLD_S
-        return max(last + definition.interval, definition.windows.oldest_kept_start(held_since))
-
     def due(
         self, counts: SeriesCounts, definitions: Iterable[SeriesDef], now_s: float, counted_s: float
     ) -> tuple[list[tuple[str, bytes]], dict[SeriesDef, int]]:
@@ -93,7 +85,7 @@ class SeriesSummaryClock:
             size = definition.interval
             start = self._next.get(definition)
             if start is None:
-                start = self._start(definition, now_s)
+                start = resume_start(definition.windows, self._last.get(definition.name), now_s, self._settings)
             while start + size + grace <= until:
                 cells = counts.window_cells(definition, start)
                 nodes = sorted(scope for scope in cells if scope is not None)

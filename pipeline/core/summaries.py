@@ -16,7 +16,7 @@ from pipeline.core.prefix_counts import PrefixCounts, keys_to_ints
 from pipeline.core.windows import Monitor
 from pipeline.settings import Settings
 
-__all__ = ["SummaryClock", "summarize_window", "TOP_LEVELS", "TAKEOVER_HOLD_S"]
+__all__ = ["SummaryClock", "summarize_window", "resume_start", "TOP_LEVELS", "TAKEOVER_HOLD_S"]
 
 #: (label, family, prefix length) of the standard top-talker levels.
 TOP_LEVELS: tuple[tuple[str, int, int], ...] = (
@@ -97,6 +97,15 @@ def summarize_window(
 TAKEOVER_HOLD_S = 60.0
 
 
+def resume_start(windows: Monitor, last: int | None, now_s: float, settings: Settings) -> int:
+    """Where a new publisher continues: after the last summarised window, or at the oldest one still
+    held if that is later (``last`` None: never summarised, from the current window)."""
+    if last is None:
+        return windows.window_start(now_s)
+    held_since = now_s - settings.window_grace_s - TAKEOVER_HOLD_S
+    return max(last + windows.size_s, windows.oldest_kept_start(held_since))
+
+
 class SummaryClock:
     """Which windows are due for a summary, per monitor, from where the publisher resumed.
 
@@ -113,17 +122,12 @@ class SummaryClock:
         """Continue after each monitor's last summarised window (the current window for a monitor
         never summarised); returns one line per run of windows freed before anyone summarised them."""
         lost = []
-        held_since = now_s - self._settings.window_grace_s - TAKEOVER_HOLD_S
         for monitor in self._settings.monitors:
+            self._next[monitor] = resume_start(monitor, last_summarised.get(monitor.name), now_s, self._settings)
             last = last_summarised.get(monitor.name)
-            if last is None:
-                self._next[monitor] = monitor.window_start(now_s)
-                continue
-            first_held = monitor.oldest_kept_start(held_since)
-            self._next[monitor] = max(last + monitor.size_s, first_held)
-            if first_held > last + monitor.size_s:
+            if last is not None and self._next[monitor] > last + monitor.size_s:
                 lost.append(
-                    f"monitor {monitor.name}: windows {last + monitor.size_s}..{first_held - monitor.size_s} "
+                    f"monitor {monitor.name}: windows {last + monitor.size_s}..{self._next[monitor] - monitor.size_s} "
                     "closed while no worker held them; they have no summary"
                 )
         return lost
