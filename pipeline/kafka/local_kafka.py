@@ -10,7 +10,14 @@ from pathlib import Path
 from pipeline.errors import LocalKafkaError
 from pipeline.settings import Settings
 
-__all__ = ["ensure_local_kafka", "stop_local_kafka", "local_kafka_running", "resolve_bootstrap", "SCRIPT"]
+__all__ = [
+    "ensure_local_kafka",
+    "stop_local_kafka",
+    "reset_local_kafka",
+    "local_kafka_running",
+    "resolve_bootstrap",
+    "SCRIPT",
+]
 
 #: The one script that knows how to run Kafka locally; located from the source tree, not the cwd.
 SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "kafka"
@@ -48,6 +55,13 @@ def stop_local_kafka(settings: Settings) -> None:
     result = _run(settings, "stop")
     if result.returncode != 0:
         raise _failure(result, "stop")
+
+
+def reset_local_kafka(settings: Settings) -> None:
+    """Delete a stopped local broker's data, so a broker the tests own starts empty and fast."""
+    result = _run(settings, "reset")
+    if result.returncode != 0:
+        raise _failure(result, "reset")
 
 
 def local_kafka_running(settings: Settings) -> bool:

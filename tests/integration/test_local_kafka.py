@@ -10,7 +10,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from pipeline.kafka.local_kafka import ensure_local_kafka, local_kafka_running, stop_local_kafka
+from pipeline.errors import LocalKafkaError
+from pipeline.kafka.local_kafka import ensure_local_kafka, local_kafka_running, reset_local_kafka, stop_local_kafka
 from pipeline.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -91,5 +92,13 @@ def test_start_stop_start_reuses_the_jar_cache(
         assert local_kafka_running(settings)
         assert not marker.exists()
         assert (home / f"broker-{RESTART_PORT}" / "data" / "meta.properties").is_file()
+
+        with pytest.raises(LocalKafkaError, match="is running: stop it before a reset"):
+            reset_local_kafka(settings)
+        assert local_kafka_running(settings)
+        stop_local_kafka(settings)
+        reset_local_kafka(settings)
+        assert not (home / f"broker-{RESTART_PORT}").exists()
+        assert any(home.glob("kafka-*"))  # the jar cache stays
     finally:
         stop_local_kafka(settings)

@@ -65,6 +65,8 @@ def _deploy_kafka(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def secure_broker(kafka_home: Path) -> Iterator[SecureBroker]:
     """A broker of this module's own with the SASL_SSL listener; the shared test broker is untouched."""
     already_running = _deploy_kafka(kafka_home, "status").returncode == 0
+    if not already_running:
+        _deploy_kafka(kafka_home, "reset")  # earlier runs' topics would slow its start-up
     started = _deploy_kafka(kafka_home, "start", "--secure")
     assert started.returncode == 0, started.stderr
     lines = started.stdout.splitlines()
@@ -73,6 +75,7 @@ def secure_broker(kafka_home: Path) -> Iterator[SecureBroker]:
     yield SecureBroker(lines[-1], secure, Path(cafile), mtls, (Path(certificate), Path(key)))
     if not already_running:
         _deploy_kafka(kafka_home, "stop")
+        _deploy_kafka(kafka_home, "reset")
 
 
 @dataclasses.dataclass
