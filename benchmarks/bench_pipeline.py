@@ -26,6 +26,8 @@ names from ``tests.support.harness.isolated_env``); all topics it created are de
                ingest of a third batch (``--busy-events``, default 2 x ``--events``, published by a
                child process; only requests sent before the totals matched are kept; their number is
                printed). That batch's ingest rate is printed too ("with queries running").
+   floor     — the same idle query mix answered by a plain aiokafka echo in a child process (no
+               Faust, no counting) on a topic of its own: what the broker and the client alone cost.
 
 Timings are wall-clock on a shared machine: medians of repeats, plus a CPU calibration line.
 """
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import multiprocessing as mp
 import os
 import random
@@ -56,8 +59,9 @@ if str(REPO) not in sys.path:
 
 import orjson  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
-from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 
+from pipeline.settings import Settings  # noqa: E402
 from tests.support.harness import Requester, WorkerProcess, isolated_env, prepare_topics  # noqa: E402
 
 MONITORS = "60,1 300,6 1800,4"
@@ -176,6 +180,31 @@ class Publisher:
         if self.proc.is_alive():
             self.proc.kill()
             self.proc.join(5)
+
+
+def echo_child(bootstrap: str, topic: str, conn: Any) -> None:
+    """Child process: answer every request on ``topic`` at once with a plain aiokafka loop (no
+    Faust, no counting): the floor the broker sets under any worker's round trip."""
+
+    async def echo() -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, fetch_max_wait_ms=500)
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks=1)
+        await consumer.start()
+        await producer.start()
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        for tp in tps:
+            await consumer.position(tp)
+        conn.send("ready")
+        while True:
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                for record in records:
+                    request = orjson.loads(record.value)
+                    reply = orjson.dumps({"id": request["id"], "ok": True, "value": 0})
+                    await producer.send(request["reply_to"], reply, key=request["id"].encode())
+
+    asyncio.run(echo())
 
 
 # ---- raw consume -----------------------------------------------------------------------------
@@ -374,6 +403,37 @@ async def timed_queries(
     return samples
 
 
+async def echo_round_trips(args: argparse.Namespace, settings: Settings) -> tuple[float, float]:
+    """Median p50 and p99 of the same query mix answered by ``echo_child`` on a topic of its own."""
+    topic = f"{settings.requests_topic}.echo"
+    admin = AIOKafkaAdminClient(bootstrap_servers=args.bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    finally:
+        await admin.close()
+    ctx = mp.get_context("spawn")
+    conn, child = ctx.Pipe()
+    proc = ctx.Process(target=echo_child, args=(args.bootstrap, topic, child), daemon=True)
+    proc.start()
+    try:
+        await asyncio.to_thread(conn.recv)
+        async with Requester(dataclasses.replace(settings, requests_topic=topic)) as echo:
+            for _ in range(20):  # warm-up, as for the worker
+                await echo.ask(query_mix(1, 0)[0][1])
+            p50s, p99s = [], []
+            for r in range(args.repeat):
+                ms = [s for _, s in await timed_queries(echo, query_mix(args.queries, 100 + r))]
+                p50s.append(pct(ms, 50))
+                p99s.append(pct(ms, 99))
+                print(f"  echo floor: {len(ms)} round trips, p50 {p50s[-1]:.2f} ms, p99 {p99s[-1]:.2f} ms", flush=True)
+        return statistics.median(p50s), statistics.median(p99s)
+    finally:
+        proc.kill()
+        proc.join(5)
+        await delete_topics(args.bootstrap, [topic])
+
+
 def pct(values: list[float], p: float) -> float:
     s = sorted(values)
     if not s:
@@ -516,6 +576,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 flush=True,
             )
         res["idle_p50"], res["idle_p99"] = statistics.median(p50s), statistics.median(p99s)
+        res["echo_p50"], res["echo_p99"] = await echo_round_trips(args, settings)
         res["idle_by_kind"] = {
             k: (pct([s for kk, s in idle_all if kk == k], 50), pct([s for kk, s in idle_all if kk == k], 99))
             for k in QUERY_KINDS
@@ -679,6 +740,11 @@ def main() -> None:
             "query p99 idle (median)",
             f"{res['idle_p99']:.2f} ms",
             f"<= {TARGET_P99_MS:g} ms: {ok(res['idle_p99'] <= TARGET_P99_MS)}",
+        ),
+        (
+            "  floor: plain aiokafka echo p50/p99",
+            f"{res['echo_p50']:.2f}/{res['echo_p99']:.2f} ms",
+            f"idle / floor: p50 {res['idle_p50'] / res['echo_p50']:.2f}x, p99 {res['idle_p99'] / res['echo_p99']:.2f}x",
         ),
         (f"query p50 during ingest (n={res['busy_n']})", f"{res['busy_p50']:.2f} ms", ""),
         (f"query p99 during ingest (n={res['busy_n']})", f"{res['busy_p99']:.2f} ms", ""),
