@@ -85,6 +85,9 @@ class Settings:
     window_grace_s: float = 5.0
     top_talkers: int = 10
     batch_max_events: int = 20_000
+    #: The worker consumer's fetch size (a quarter of it per partition): small answers requests
+    #: sooner while events stream in, large ingests faster (see ``pipeline/app/transport.py``).
+    fetch_max_bytes: int = 2 << 20
     snapshot_interval_s: float = 60.0
     snapshot_dir: Path | None = None
     web_host: str = "127.0.0.1"
@@ -269,6 +272,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         window_grace_s=_read(env, "INBOUND_AUDIT_WINDOW_GRACE_S", _positive_float, d.window_grace_s),
         top_talkers=_read(env, "INBOUND_AUDIT_TOP_TALKERS", _int_in(1, 1000), d.top_talkers),
         batch_max_events=_read(env, "INBOUND_AUDIT_BATCH_MAX_EVENTS", _int_in(1, 10_000_000), d.batch_max_events),
+        fetch_max_bytes=_read(env, "INBOUND_AUDIT_FETCH_MAX_BYTES", _int_in(1 << 18, 1 << 30), d.fetch_max_bytes),
         snapshot_interval_s=_read(env, "INBOUND_AUDIT_SNAPSHOT_INTERVAL_S", _positive_float, d.snapshot_interval_s),
         snapshot_dir=_read(env, "INBOUND_AUDIT_SNAPSHOT_DIR", Path, d.snapshot_dir),
         web_host=_read(env, "INBOUND_AUDIT_WEB_HOST", str, d.web_host),

@@ -142,14 +142,16 @@ class AuditApp:
 
 
 class _FaustApp(faust.App):
-    """Faust's app on our transport (``transport.py``)."""
+    """Faust's app on our transport (``transport.py``), which reads ``fetch_max_bytes`` from it."""
+
+    fetch_max_bytes: int
 
     def _new_transport(self) -> Any:
         return Transport(self.conf.broker_consumer, self)
 
 
 def _faust_app(settings: Settings, bootstrap: str) -> faust.App:
-    return _FaustApp(
+    app = _FaustApp(
         settings.group_id,
         **faust_broker_options(settings, bootstrap),
         broker_client_id=member_client_id(settings),
@@ -167,13 +169,15 @@ def _faust_app(settings: Settings, bootstrap: str) -> faust.App:
         producer_linger_ms=5,
         producer_max_request_size=16 << 20,
         producer_acks=-1,
-        consumer_max_fetch_size=4 << 20,
+        consumer_max_fetch_size=settings.fetch_max_bytes // 4,  # a larger record batch still comes whole
         web_enabled=settings.web_port != 0,
         web_bind=settings.web_host,
         web_host=settings.web_host,
         web_port=settings.web_port or 6066,
         worker_redirect_stdouts=False,
     )
+    app.fetch_max_bytes = settings.fetch_max_bytes
+    return app
 
 
 def build_app(settings: Settings, bootstrap: str, *, clock: Callable[[], float] = time.time) -> AuditApp:
