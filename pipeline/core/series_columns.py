@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import methodcaller
 
 import numpy as np
 
@@ -25,6 +26,7 @@ SeriesOp = tuple[str, SeriesDef, str, float, "int | str", int]
 #: Kind code -> event name.
 KINDS: tuple[str, ...] = (SERIES_ADD, SERIES_REMOVE)
 _KIND_CODES = {name: code for code, name in enumerate(KINDS)}
+_TO_BYTES = methodcaller("to_bytes", 16, "big")
 
 #: The array columns in wire order: (name, dtype).
 COLUMN_DTYPES: tuple[tuple[str, np.dtype], ...] = (
@@ -127,19 +129,24 @@ class SeriesColumns:
         if not ops:
             return cls.empty()
         kinds, definitions, nodes, ts, keys, counts = zip(*ops, strict=True)
-        def_ids: dict[SeriesDef, int] = {}
-        node_ids: dict[str, int] = {}
-        series = [def_ids.setdefault(d, len(def_ids)) for d in definitions]
-        node = [node_ids.setdefault(n, len(node_ids)) for n in nodes]
-        key = b"".join(bytes(16) if type(k) is str else k.to_bytes(16, "big") for k in keys)
+        defs: list[SeriesDef] = []
+        def_ids: dict[int, int] = {}  # by id: hashing a definition per event is slow, and events share them
+        for definition in {id(d): d for d in definitions}.values():
+            if definition not in defs:
+                defs.append(definition)
+            def_ids[id(definition)] = defs.index(definition)
+        node_ids = {name: i for i, name in enumerate(dict.fromkeys(nodes))}
+        text = [k for k in keys if type(k) is str]
+        as_bytes = (bytes(16) if type(k) is str else k.to_bytes(16, "big") for k in keys)
+        key = b"".join(as_bytes if text else map(_TO_BYTES, keys))
         return cls(
-            list(def_ids),
+            defs,
             list(node_ids),
-            np.array([_KIND_CODES[k] for k in kinds], dtype=np.uint8),
-            np.array(series, dtype=np.uint32),
-            np.array(node, dtype=np.uint32),
+            np.array(list(map(_KIND_CODES.__getitem__, kinds)), dtype=np.uint8),
+            np.fromiter(map(def_ids.__getitem__, map(id, definitions)), np.uint32, len(ops)),
+            np.fromiter(map(node_ids.__getitem__, nodes), np.uint32, len(ops)),
             np.array(ts, dtype=np.float64),
             np.array(counts, dtype=np.int64),
             np.frombuffer(key, "S16"),
-            [k for k in keys if type(k) is str],
+            text,
         )
