@@ -9,15 +9,17 @@ order writers' deltas arrive in: a delta that overlaps what was applied is cut t
 after it (``after``), and one that does not continue it reveals a gap (``replica.py``).
 
 Wire format: ``b"IAD2"``, a 4-byte header length, an orjson header, then the raw column arrays.
-A delta with series events (SPEC section 8) adds the header section ``series_columns`` (the
-definitions they were judged by, node names, string keys, row count, and where each message's
-series events end) and, after the windowed columns, the raw series columns (``series_columns.py``).
-A delta without series events is byte for byte what it was before series existed; the older
-JSON ``series`` section (per-event lists) is still read.
+A delta with series events (SPEC section 8) adds the header section ``series_columns``: the
+definitions they were judged by, node names, string keys, where each message's series events end,
+and the raw series columns (``series_columns.py``) as one base64 string. Inside the header, a
+worker from before series columns still reads the delta's windowed columns (it ignores the
+section, as a worker from before named series does). A delta without series events is byte for
+byte what it was before series existed; the older JSON ``series`` section is still read.
 """
 
 from __future__ import annotations
 
+import base64
 import struct
 from dataclasses import dataclass, field
 from itertools import compress
@@ -183,29 +185,32 @@ def _spans(message_ends: list[tuple[int, int, int]], is6: np.ndarray) -> list[Sp
 
 
 def _series_header(delta: Delta) -> dict[str, object]:
-    """What the series columns' header section says: everything but the raw arrays."""
+    """The series columns' header section."""
     series = delta.series
     return {
         "defs": [d.as_dict() for d in series.defs],
         "nodes": series.nodes,
         "text": series.text,
         "rows": len(series),
+        "columns": base64.b64encode(b"".join(np.ascontiguousarray(a).tobytes() for a in series.arrays())).decode(),
         "ends": delta.series_ends,
     }
 
 
-def _read_series_columns(section: dict[str, Any], raw: bytes, offset: int) -> tuple[SeriesColumns, int]:
-    """The series columns at ``offset`` of ``raw``, and the offset after them."""
-    rows = section["rows"]
-    arrays = []
+def _read_series_columns(section: dict[str, Any]) -> SeriesColumns:
+    """Inverse of ``_series_header`` (without the ends)."""
+    raw = base64.b64decode(section["columns"], validate=True)
+    rows, offset, arrays = section["rows"], 0, []
     for _, dtype in SERIES_DTYPES:
         arrays.append(np.frombuffer(raw, dtype=dtype, count=rows, offset=offset))
         offset += dtype.itemsize * rows
+    if offset != len(raw):
+        raise ValueError(f"delta series columns have {len(raw)} bytes, expected {offset}")
     columns = SeriesColumns.of_arrays(
         [SeriesDef.from_dict(d) for d in section["defs"]], section["nodes"], arrays, section["text"]
     )
     columns.check()
-    return columns, offset
+    return columns
 
 
 def _read_series_section(section: dict[str, list]) -> SeriesColumns:
@@ -237,8 +242,6 @@ def encode_delta(delta: Delta) -> bytes:
     parts = [_MAGIC, _HEADER_LEN.pack(len(header)), header]
     for cols in (delta.v4, delta.v6):
         parts.extend(np.ascontiguousarray(a).tobytes() for a in (cols.sec, cols.metric, cols.node, cols.key, cols.n))
-    if len(delta.series):
-        parts.extend(np.ascontiguousarray(a).tobytes() for a in delta.series.arrays())
     return b"".join(parts)
 
 
@@ -265,7 +268,7 @@ def _decode_delta(raw: bytes) -> Delta:
         families.append(FamilyColumns(family, *arrays))
     series, series_ends = SeriesColumns.empty(), []
     if "series_columns" in header:
-        series, offset = _read_series_columns(header["series_columns"], raw, offset)
+        series = _read_series_columns(header["series_columns"])
         series_ends = [int(end) for end in header["series_columns"]["ends"]]
     elif "series" in header:
         series, series_ends = _read_series_section(header["series"]), [int(end) for end in header["series"]["ends"]]

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
+from typing import Any
 
-import numpy as np
 import orjson
 import pytest
+from decoder_fuzz import FUTURE_S, MONITORS, NOW_MS, outcome
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipeline.core.decoding import BatchDecoder
 from pipeline.core.delta import Delta, FamilyColumns, decode_delta, encode_delta
 from pipeline.core.series import SeriesDef
 from pipeline.core.series_columns import SERIES_ADD, SERIES_REMOVE, SeriesColumns, SeriesOp
@@ -100,18 +103,39 @@ def test_a_delta_without_series_events_has_no_series_section() -> None:
     assert b"series" not in encode_delta(_delta([], [0]))
 
 
-def _tampered(change: str) -> bytes:
-    ops: list[SeriesOp] = [(SERIES_ADD, TEXT, "mx1", NOW, "k", 1), (SERIES_ADD, V4, "mx1", NOW, 9, 1)]
-    delta = _delta(ops, [2])
-    if change == "text":
-        delta.series.text.append("extra")
-    elif change == "series index":
-        delta.series.series = np.array([0, 5], dtype=np.uint32)
-    raw = encode_delta(delta)
-    return raw[:-3] if change == "truncated" else raw
+def _with_header(raw: bytes, edit: Callable[[dict[str, Any]], None]) -> bytes:
+    """``raw`` with its header edited in place by ``edit``."""
+    (length,) = struct.unpack_from(">I", raw, 4)
+    header = orjson.loads(raw[8 : 8 + length])
+    edit(header)
+    text = orjson.dumps(header)
+    return raw[:4] + struct.pack(">I", len(text)) + text + raw[8 + length :]
 
 
-@pytest.mark.parametrize("change", ["text", "series index", "truncated"])
+def test_a_worker_that_ignores_series_columns_reads_the_windowed_events() -> None:
+    """What a worker from before series columns sees: the header without the section it ignores."""
+    decoder = BatchDecoder(MONITORS, FUTURE_S, "python", {"fails": V4}.get)
+    event = {"node": "mx1", "ts": NOW_MS / 1000, "ip": "192.0.2.1", "event": "connection"}
+    record = orjson.dumps([event, {**event, "event": "series_add", "series": "fails", "key": "192.0.2.1"}])
+    delta, _ = decoder.decode(0, -1, [record], [0], [NOW_MS])
+    old_view = decode_delta(_with_header(encode_delta(delta), lambda header: header.pop("series_columns")))
+    assert outcome((old_view, []))[:6] == outcome((delta, []))[:6]
+    assert len(old_view.series) == 0 and len(delta.series) == 1
+
+
+_TAMPER: dict[str, Callable[[dict[str, Any]], None]] = {
+    "a string key too many": lambda section: section["text"].append("extra"),
+    "a row too many": lambda section: section.update(rows=section["rows"] + 1),
+    "bytes cut": lambda section: section.update(columns=section["columns"][:-4]),
+    "not base64": lambda section: section.update(columns="!" + section["columns"][1:]),
+    "a definition missing": lambda section: section["defs"].pop(),
+}
+
+
+@pytest.mark.parametrize("change", sorted(_TAMPER))
 def test_inconsistent_series_columns_are_refused(change: str) -> None:
+    ops: list[SeriesOp] = [(SERIES_ADD, TEXT, "mx1", NOW, "k", 1), (SERIES_ADD, V4, "mx1", NOW, 9, 1)]
+    raw = encode_delta(_delta(ops, [2]))
+    assert decode_delta(raw).series.ops() == ops
     with pytest.raises(ValueError, match="corrupt"):
-        decode_delta(_tampered(change))
+        decode_delta(_with_header(raw, lambda header: _TAMPER[change](header["series_columns"])))
