@@ -117,15 +117,7 @@ impl SeriesRows {
     }
 
     pub fn push(&mut self, event: SeriesEvent) {
-        let node = match self.node_ids.get(event.node) {
-            Some(&id) => id,
-            None => {
-                let id = self.nodes.len() as u32;
-                self.nodes.push(event.node.to_string());
-                self.node_ids.insert(event.node.to_string(), id);
-                id
-            }
-        };
+        let node = self.node_id(event.node);
         self.kind.push(event.kind);
         self.series.push(event.series);
         self.node.push(node);
@@ -138,6 +130,22 @@ impl SeriesRows {
                 self.text.push(text.to_string());
             }
         }
+    }
+
+    fn node_id(&mut self, node: &str) -> u32 {
+        // Batches come from few nodes, mostly in runs: try the previous event's node first.
+        if let Some(&id) = self.node.last() {
+            if self.nodes[id as usize] == node {
+                return id;
+            }
+        }
+        if let Some(&id) = self.node_ids.get(node) {
+            return id;
+        }
+        let id = self.nodes.len() as u32;
+        self.nodes.push(node.to_string());
+        self.node_ids.insert(node.to_string(), id);
+        id
     }
 
     pub fn mark(&self) -> SeriesMark {
