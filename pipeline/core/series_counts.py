@@ -211,10 +211,13 @@ class SeriesCounts:
             if not rows.any():
                 continue
             series = self._of(definition)
-            node_ids = np.array([series.node_id(node) for node in columns.nodes], dtype=np.uint32)
+            nodes = columns.node[rows]
+            used = np.unique(nodes)
+            node_ids = np.zeros(len(columns.nodes), dtype=np.uint32)  # delta's node index -> the series'
+            node_ids[used] = [series.node_id(columns.nodes[i]) for i in used.tolist()]
             series.add(
                 columns.keys_of(definition, rows),
-                node_ids[columns.node[rows]],
+                node_ids[nodes],
                 columns.ts[rows],
                 columns.count[rows],
                 definition.windows.oldest_kept_start(now_s),

@@ -477,6 +477,19 @@ pub fn check_ts(ts: &Value) -> Result<(), Problem> {
     ))
 }
 
+/// `future_timestamp` when `ts` is past the clock's latest accepted time.
+pub fn check_future(ts: &Value, clock: &Clock, max_future_text: &str) -> Result<(), Problem> {
+    if !clock.in_future(ts) {
+        return Ok(());
+    }
+    let detail = format!(
+        "ts {} is more than {max_future_text} s ahead of the reference time {}",
+        py_number(ts),
+        py_float(clock.now)
+    );
+    Err(("future_timestamp", detail))
+}
+
 /// `EventDecoder._problem` and the accepting half of `_decode_slow`, in the same order; series
 /// events go to `judge_series`.
 fn judge<'v>(f: &'v Fields, cx: &mut Context) -> Result<Accepted<'v>, Problem> {
@@ -571,15 +584,7 @@ fn judge<'v>(f: &'v Fields, cx: &mut Context) -> Result<Accepted<'v>, Problem> {
         );
         return Err(("too_late", detail));
     }
-    if clock.in_future(ts) {
-        let detail = format!(
-            "ts {} is more than {} s ahead of the reference time {}",
-            py_number(ts),
-            cx.max_future_text,
-            py_float(clock.now)
-        );
-        return Err(("future_timestamp", detail));
-    }
+    check_future(ts, clock, cx.max_future_text)?;
     let sec = match ts {
         Value::Int(i) => *i as f64 as i64, // numpy floors a float64 copy of the column
         Value::Float(x) => x.floor() as i64,

@@ -1,8 +1,8 @@
 //! Series events (SPEC section 8) judged natively into columns: the same checks, order, reasons
 //! and detail text as `EventDecoder._series_problem` in pipeline/core/events.py.
 
-use crate::decode::{check_node, check_ts, missing, Clock, Problem, MAX_EVENT_N};
-use crate::format::{py_float, py_number, show};
+use crate::decode::{check_future, check_node, check_ts, missing, Clock, Problem, MAX_EVENT_N};
+use crate::format::{py_number, show};
 use crate::ip::parse_ip;
 use crate::json::Value;
 use std::collections::HashMap;
@@ -257,14 +257,7 @@ pub fn judge_series<'v>(
         );
         return Err(("too_late", detail));
     }
-    if clock.in_future(ts) {
-        let detail = format!(
-            "ts {} is more than {max_future_text} s ahead of the reference time {}",
-            py_number(ts),
-            py_float(clock.now)
-        );
-        return Err(("future_timestamp", detail));
-    }
+    check_future(ts, clock, max_future_text)?;
     let ts = match ts {
         Value::Int(i) => *i as f64,
         Value::Float(x) => *x,
