@@ -7,7 +7,8 @@ different machines be compared.
 * ingest: raw JSON batch bytes (1,000 events per array) -> decoded -> delta -> counted in every
   default monitor, for both the node and the fleet scope (what one worker does per event), with
   the Python and (when built) the native decoder, and the share of the time spent applying; and
-  the same for ``series_add`` events of a cidr series (the native decoder hands those to Python).
+  the same for ``series_add`` events of a cidr series, with their rate as a share of the IPv4 one
+  (issue 15: the same order).
 * query: ``count`` for /32, /24, /16 and /0 with 1,000,000 distinct IPv4 addresses in one window.
 * memory: tracemalloc bytes per distinct address per window, for one cell and for both scopes.
 """
@@ -146,14 +147,24 @@ def main() -> None:
     print(f"cpu calibration: sum(range(1000)) = {calib:.1f} us (a typical server core: 8-12 us)")
     rng = random.Random(5)
     inputs = [("IPv4", _messages(ipv4_address, rng)), ("IPv6", _messages(ipv6_address, rng))]
+    rates: dict[tuple[str, int, str], float] = {}
     for label, messages in [*inputs, ("series_add", _series_messages(rng))]:
         for per_batch in (1, 20):
             line = f"ingest {label}, {per_batch:>2} message(s) of 1,000 events per delta:"
             for name in DECODERS:
                 runs = [_ingest_rate(messages, per_batch, name) for _ in range(RUNS)]
                 rate, apply_share = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+                rates[label, per_batch, name] = rate
                 line += f" {name} {rate:>10,.0f} events/s ({apply_share:4.0%} applying) |"
             print(line + " target >= 250,000 for IPv4")
+    for per_batch in (1, 20):
+        shares = [
+            f"{name} {rates['series_add', per_batch, name] / rates['IPv4', per_batch, name]:.2f}x" for name in DECODERS
+        ]
+        print(
+            f"series_add / IPv4 events/s, {per_batch:>2} message(s) per delta, same decoder: {', '.join(shares)}"
+            " | target: same order (>= ~0.3x of native IPv4)"
+        )
     replica, addrs = _big_store(1_000_000)
     for prefix in (32, 24, 16, 0):
         p50, p99 = _query_latency(replica, addrs, prefix)

@@ -29,6 +29,11 @@ names from ``tests.support.harness.isolated_env``); all topics it created are de
    floor     — the same idle query mix answered by a plain aiokafka echo in a child process (no
                Faust, no counting) on a topic of its own: what the broker and the client alone cost.
 
+7. series    — ``--series-events`` ``series_add`` events of one cidr series (IPv4 keys from the same
+               pool, counts 1-3, as 1,000-event arrays) on a topic of their own, a fresh worker per
+               repeat as in 3., until the series' cluster-wide count over 0.0.0.0/0 is the total
+               published: events/s, and as a share of 3.'s rate (issue 15: the same order).
+
 Timings are wall-clock on a shared machine: medians of repeats, plus a CPU calibration line.
 """
 
@@ -49,6 +54,7 @@ import sys
 import tempfile
 import time
 import timeit
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -75,6 +81,8 @@ V4_POOL = 200_000
 V6_POOL = 20_000
 TOTALS_MONITOR = "1800,4"
 OPS = {"connection": "connections", "reception": "receptions", "rejection": "rejections"}
+SERIES_NAME = "bench_hosts"
+SERIES_DEF = f"{SERIES_NAME}:cidr:300,6"
 
 # Targets from the brief.
 TARGET_RATIO = 0.2  # issue 12: >= 1M ev/s on 1,000-event messages, ~0.2x raw; 0.4x on 10,000-event ones
@@ -124,6 +132,32 @@ def make_messages(n_events: int, seed: int) -> tuple[list[tuple[bytes, bytes]], 
             events.append({"node": node, "ts": round(now - rng.random() * 180, 3), "ip": ip, "event": metric})
         messages.append((node.encode(), orjson.dumps(events)))
     return messages, totals
+
+
+def make_series_messages(n_events: int, seed: int) -> tuple[list[tuple[bytes, bytes]], int]:
+    """(key, value) messages of 1,000 ``series_add`` events and the sum of their counts."""
+    v4s, _ = _pools(0)
+    rng = random.Random(seed)
+    now = time.time()
+    total = 0
+    messages = []
+    for first in range(0, n_events, EVENTS_PER_MESSAGE):
+        node = rng.choice(NODES)
+        counts = [rng.randint(1, 3) for _ in range(min(EVENTS_PER_MESSAGE, n_events - first))]
+        total += sum(counts)
+        events = [
+            {
+                "node": node,
+                "ts": round(now - rng.random() * 180, 3),
+                "event": "series_add",
+                "series": SERIES_NAME,
+                "key": v4s[rng.randrange(V4_POOL)],
+                "count": count,
+            }
+            for count in counts
+        ]
+        messages.append((node.encode(), orjson.dumps(events)))
+    return messages, total
 
 
 async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> tuple[float, float]:
@@ -324,11 +358,26 @@ async def read_totals(req: Requester) -> dict[tuple[str, int], int]:
     return out
 
 
-async def wait_totals(req: Requester, want: dict[tuple[str, int], int], timeout_s: float = 300.0) -> float:
-    """Poll until the cluster totals equal ``want``; wall time of the reply that matched."""
+async def read_series_total(req: Requester) -> dict[tuple[str, int], int]:
+    """The benchmark series' cluster-wide count over every IPv4 key and window, as one total."""
+    request = {"op": "series_count", "series": SERIES_NAME, "key": "0.0.0.0/0", "cluster": True, "endv": 5}
+    reply = await req.ask(request)
+    if not reply.get("ok"):
+        raise SystemExit(f"series total request failed: {reply}")
+    return {(SERIES_NAME, 4): reply["value"]}
+
+
+async def wait_totals(
+    req: Requester,
+    want: dict[tuple[str, int], int],
+    timeout_s: float = 300.0,
+    read: Callable[[Requester], Awaitable[dict[tuple[str, int], int]]] = read_totals,
+) -> float:
+    """Poll until the cluster totals (as ``read`` gets them) equal ``want``; wall time of the
+    reply that matched."""
     deadline = time.monotonic() + timeout_s
     while True:
-        got = await read_totals(req)
+        got = await read(req)
         if got == want:
             return time.time()
         if any(got[k] > want[k] for k in want):
@@ -643,6 +692,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         applied = sum(want.values())
         res["apply"] = applied / (t_end - t0) if t_end > t0 else float("inf")
         print(f"  replica apply (no ingest): {applied:,} events in {t_end - t0:.2f}s from spawn", flush=True)
+
+        # 7. series adds through the same worker path
+        if args.series_events:
+            res["series"] = await series_rates(args, topics, workers)
         return res
     finally:
         for p in publishers:
@@ -656,6 +709,33 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if counted:
                 print(f"last worker at exit: {counted[-1].split('stats: ', 1)[1]}")
         await delete_topics(args.bootstrap, topics)
+
+
+async def series_rates(args: argparse.Namespace, topics: list[str], workers: list[WorkerProcess]) -> float:
+    """Step 7: median events/s of a fresh worker counting a pre-filled topic of series adds."""
+    messages, total = make_series_messages(args.series_events, 4)
+    events_topic = ""
+    rates = []
+    for _ in range(args.repeat):
+        env = isolated_env(args.bootstrap, PARTITIONS, MONITORS, INBOUND_AUDIT_SERIES=SERIES_DEF)
+        if events_topic:
+            env["INBOUND_AUDIT_EVENTS_TOPIC"] = events_topic
+        topics += [t for t in topic_names(env) if t != events_topic]
+        settings = await prepare_topics(env)
+        if not events_topic:
+            events_topic = env["INBOUND_AUDIT_EVENTS_TOPIC"]
+            await produce(args.bootstrap, events_topic, messages)
+        worker = WorkerProcess(env, name="series")
+        workers.append(worker)
+        worker.start()
+        t0 = await wait_started(worker)
+        async with Requester(settings) as sreq:
+            topics.append(sreq.reply_topic)
+            t_end = await wait_totals(sreq, {(SERIES_NAME, 4): total}, read=read_series_total)
+        worker.stop()
+        rates.append(args.series_events / (t_end - t0))
+        print(f"  series pipeline (1 worker): {rates[-1]:,.0f} series_add events/s ({t_end - t0:.2f}s)", flush=True)
+    return statistics.median(rates)
 
 
 def baseline_tree(rev: str) -> Path:
@@ -684,6 +764,12 @@ def main() -> None:
         default=1_000,
         help="events per message (SPEC max 10,000)",
     )
+    parser.add_argument(
+        "--series-events",
+        type=int,
+        default=-1,
+        help="series_add events for step 7 (default --events; 0 skips it)",
+    )
     parser.add_argument("--baseline-rev", help="also measure the worker of this git revision, same data, same run")
     parser.add_argument(
         "--py-spy",
@@ -692,6 +778,8 @@ def main() -> None:
         "anything else = collapsed stacks (py-spy --format raw); that repeat is left out of the median",
     )
     args = parser.parse_args()
+    if args.series_events < 0:
+        args.series_events = args.events
     global EVENTS_PER_MESSAGE
     EVENTS_PER_MESSAGE = args.events_per_message  # before the publisher children fork
 
@@ -735,6 +823,17 @@ def main() -> None:
         ),
         ("restart with snapshot -> exact answers", f"{res['restart']:.2f} s", f"< 5 s: {ok(res['restart'] < 5)}"),
         ("replica apply rate (ingests nothing)", f"{res['apply']:,.0f} ev/s", "bounds the fleet's total rate"),
+        *(
+            [
+                (
+                    "series_add pipeline, pre-filled (median)",
+                    f"{res['series']:,.0f} ev/s",
+                    f"{res['series'] / res['pipeline']:.2f}x the built-in events' (same order)",
+                )
+            ]
+            if "series" in res
+            else []
+        ),
         ("query p50 idle (median)", f"{res['idle_p50']:.2f} ms", ""),
         (
             "query p99 idle (median)",

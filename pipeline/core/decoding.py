@@ -16,7 +16,6 @@ import numpy as np
 from pipeline.core.cidr import IpParser
 from pipeline.core.delta import Delta, FamilyColumns, delta_from_decoded
 from pipeline.core.events import (
-    MAX_MESSAGE_BYTES,
     DecodedBatch,
     EventDecoder,
     Rejection,
@@ -24,6 +23,8 @@ from pipeline.core.events import (
     invalid_json_detail,
 )
 from pipeline.core.prefix_counts import KEY_DTYPES
+from pipeline.core.series_columns import COLUMN_DTYPES as SERIES_DTYPES
+from pipeline.core.series_columns import SeriesColumns
 from pipeline.core.windows import Monitor
 from pipeline.errors import ConfigError
 from pipeline.settings import DECODER_CHOICES
@@ -55,8 +56,6 @@ Decoded = tuple[Delta, list[OffsetRejection]]
 _COLUMN_DTYPES: tuple[np.dtype, ...] = (np.dtype(np.int64), np.dtype(np.uint8), np.dtype(np.uint32))
 #: Only if the native decoder refuses bytes that orjson takes (a bug the differential tests hunt).
 _UNWORDED_INVALID_JSON = "value is not UTF-8 JSON (native decoder)"
-#: The native decoder's "reason" for a series event, which the Python reference judges.
-_DEFER = "defer"
 
 
 class BatchDecoder:
@@ -101,46 +100,21 @@ class BatchDecoder:
         return self._decode_python(partition, prev_offset, values, offsets, timestamps_ms)
 
     def _decode_native(self, partition: int, prev_offset: int, values: Values, offsets: Ints, stamps: Ints) -> Decoded:
-        """Native columns; series events (which need the definitions) are judged here in Python:
-        a record that is an array of valid series events only is taken whole by the typed pass
-        and handed to the native decoder as ``[]``; the series events of other records come
-        back as ``defer`` in their place and are taken per record, or one by one."""
+        """Native columns, series events included (their definitions looked up through ``series``)."""
         assert NATIVE is not None
-        series: dict[int, DecodedBatch] = {}  # record index -> its series events
-        native_values = list(values)
-        for index, raw in enumerate(values):
-            if raw is not None and raw[:1] == b"[" and len(raw) <= MAX_MESSAGE_BYTES and b'"series_' in raw:
-                batch = series[index] = DecodedBatch()
-                if self._reference.decode_series_array(raw, batch, stamps[index] / 1000.0):
-                    native_values[index] = b"[]"
-        nodes, v4, v6, sessions, spans, rejections = NATIVE.decode_records(
-            native_values, offsets, stamps, self._sizes, self._max_future_s, self._max_future_text
+        nodes, v4, v6, sessions, spans, rejections, series = NATIVE.decode_records(
+            values, offsets, stamps, self._sizes, self._max_future_s, self._max_future_text, self._reference.series
         )
-        deferred: dict[int, list[bytes]] = {}
-        for index, reason, _, value in rejections:
-            if reason == _DEFER:
-                deferred.setdefault(index, []).append(value)
-        for index, items in deferred.items():
-            joined = b"[" + b",".join(items) + b"]"
-            if self._reference.decode_series_array(
-                joined, series.setdefault(index, DecodedBatch()), stamps[index] / 1000.0
-            ):
-                deferred[index] = []  # all taken
-        rejected: list[OffsetRejection] = []
-        for index, reason, detail, value in rejections:
-            if reason != _DEFER:
-                text = detail if detail is not None else _invalid_json_detail(value)
-                rejected.append((offsets[index], Rejection(reason, text, value)))
-            elif deferred[index]:
-                batch = series[index]
-                self._reference.decode_series_item(value, batch, stamps[index] / 1000.0)
-                rejected += [(offsets[index], r) for r in batch.rejected]
-                batch.rejected.clear()
+        rejected: list[OffsetRejection] = [
+            (offsets[index], Rejection(reason, detail if detail is not None else _invalid_json_detail(value), value))
+            for index, reason, detail, value in rejections
+        ]
         delta = Delta(partition, prev_offset, spans, nodes, _columns(4, v4), _columns(6, v6), sessions)
-        if any(batch.series for batch in series.values()):
-            per_record = [len(series[i].series) if i in series else 0 for i in range(len(values))]
-            delta.series = [op for i in sorted(series) for op in series[i].series]
-            delta.series_ends = np.cumsum(per_record).tolist()
+        definitions, series_nodes, arrays, text, ends = series
+        if ends and ends[-1]:
+            columns = [np.frombuffer(data, dtype) for data, (_, dtype) in zip(arrays, SERIES_DTYPES, strict=True)]
+            delta.series = SeriesColumns.of_arrays(definitions, series_nodes, columns, text)
+            delta.series_ends = ends
         return delta, rejected
 
     def _decode_python(self, partition: int, prev_offset: int, values: Values, offsets: Ints, stamps: Ints) -> Decoded:

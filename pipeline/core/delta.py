@@ -9,16 +9,21 @@ order writers' deltas arrive in: a delta that overlaps what was applied is cut t
 after it (``after``), and one that does not continue it reveals a gap (``replica.py``).
 
 Wire format: ``b"IAD2"``, a 4-byte header length, an orjson header, then the raw column arrays.
-The header's optional ``series`` section carries the batch's series events (SPEC section 8)
-with the definitions they were judged by, and where each message's series events end; a delta
-without series events is byte for byte what it was before series existed.
+A delta with series events (SPEC section 8) adds the header section ``series_columns``: the
+definitions they were judged by, node names, string keys, where each message's series events end,
+and the raw series columns (``series_columns.py``) as one base64 string. Inside the header, a
+worker from before series columns still reads the delta's windowed columns (it ignores the
+section, as a worker from before named series does). A delta without series events is byte for
+byte what it was before series existed; the older JSON ``series`` section is still read.
 """
 
 from __future__ import annotations
 
+import base64
 import struct
 from dataclasses import dataclass, field
 from itertools import compress
+from typing import Any
 
 import numpy as np
 import orjson
@@ -26,7 +31,8 @@ import orjson
 from pipeline.core.events import DecodedBatch
 from pipeline.core.prefix_counts import KEY_DTYPES
 from pipeline.core.series import SeriesDef
-from pipeline.core.series_counts import SERIES_ADD, SERIES_REMOVE, SeriesOp
+from pipeline.core.series_columns import COLUMN_DTYPES as SERIES_DTYPES
+from pipeline.core.series_columns import SERIES_ADD, SERIES_REMOVE, SeriesColumns, SeriesOp
 
 __all__ = [
     "CHAIN_START",
@@ -98,7 +104,7 @@ class Delta:
     v6: FamilyColumns
     sessions: list[SessionOp] = field(default_factory=list)
     #: Series events, and per span where its series events end (empty: none in the delta).
-    series: list[SeriesOp] = field(default_factory=list)
+    series: SeriesColumns = field(default_factory=SeriesColumns.empty)
     series_ends: list[int] = field(default_factory=list)
 
     @property
@@ -129,7 +135,7 @@ class Delta:
             self.v4.tail(v4_start),
             self.v6.tail(v6_start),
             self.sessions[session_start:],
-            self.series[series_start:],
+            self.series.tail(series_start),
             [end - series_start for end in self.series_ends[k:]],
         )
 
@@ -163,8 +169,8 @@ def delta_from_decoded(
         keys6 = np.frombuffer(b"".join([a.to_bytes(16, "big") for a in compress(decoded.addr, is6.tolist())]), "S16")
         v4 = FamilyColumns(4, sec[is4], metric[is4], node[is4], keys4, n[is4])
         v6 = FamilyColumns(6, sec[is6], metric[is6], node[is6], keys6, n[is6])
-    series = list(decoded.series)
-    ends = (series_ends or []) if series else []
+    series = SeriesColumns.from_ops(decoded.series)
+    ends = (series_ends or []) if len(series) else []
     return Delta(partition, prev_offset, spans, list(node_ids), v4, v6, list(decoded.sessions), series, ends)
 
 
@@ -178,39 +184,46 @@ def _spans(message_ends: list[tuple[int, int, int]], is6: np.ndarray) -> list[Sp
     ]
 
 
-def _series_section(delta: Delta) -> dict[str, object]:
-    """The series events as JSON columns: definitions once, each event naming its definition's
-    index; addresses as decimal text (JSON numbers stop at 64 bits)."""
-    kinds, definitions, nodes, ts, keys, counts = zip(*delta.series, strict=True)
-    numbers: dict[int, int] = {}  # by id: the events of one series share its definition object
-    defs: list[SeriesDef] = []
-    for definition in {id(d): d for d in definitions}.values():
-        if definition not in defs:
-            defs.append(definition)
-        numbers[id(definition)] = defs.index(definition)
+def _series_header(delta: Delta) -> dict[str, object]:
+    """The series columns' header section."""
+    series = delta.series
     return {
-        "defs": [d.as_dict() for d in defs],
-        "removes": [i for i, kind in enumerate(kinds) if kind == SERIES_REMOVE],
-        "def": [numbers[id(d)] for d in definitions],
-        "node": nodes,
-        "ts": ts,
-        "key": [key if type(key) is str else str(key) for key in keys],
-        "count": counts,
+        "defs": [d.as_dict() for d in series.defs],
+        "nodes": series.nodes,
+        "text": series.text,
+        "rows": len(series),
+        "columns": base64.b64encode(b"".join(np.ascontiguousarray(a).tobytes() for a in series.arrays())).decode(),
         "ends": delta.series_ends,
     }
 
 
-def _read_series_section(section: dict[str, list]) -> tuple[list[SeriesOp], list[int]]:
-    defs = [
-        SeriesDef(d["series"], d["type"], d["interval"], d["num_windows"], d["prefix_len"]) for d in section["defs"]
-    ]
+def _read_series_columns(section: dict[str, Any]) -> SeriesColumns:
+    """Inverse of ``_series_header`` (without the ends)."""
+    raw = base64.b64decode(section["columns"], validate=True)
+    rows, offset, arrays = section["rows"], 0, []
+    for _, dtype in SERIES_DTYPES:
+        arrays.append(np.frombuffer(raw, dtype=dtype, count=rows, offset=offset))
+        offset += dtype.itemsize * rows
+    if offset != len(raw):
+        raise ValueError(f"delta series columns have {len(raw)} bytes, expected {offset}")
+    columns = SeriesColumns.of_arrays(
+        [SeriesDef.from_dict(d) for d in section["defs"]], section["nodes"], arrays, section["text"]
+    )
+    columns.check()
+    return columns
+
+
+def _read_series_section(section: dict[str, list]) -> SeriesColumns:
+    """The per-event JSON ``series`` section that deltas had before series columns."""
+    defs = [SeriesDef.from_dict(d) for d in section["defs"]]
     definitions = [defs[number] for number in section["def"]]
     kinds = [SERIES_ADD] * len(definitions)
     for index in section["removes"]:
         kinds[index] = SERIES_REMOVE
     keys = [key if d.family is None else int(key) for key, d in zip(section["key"], definitions, strict=True)]
     columns = (kinds, definitions, section["node"], section["ts"], keys, section["count"])
-    return list(zip(*columns, strict=True)), [int(end) for end in section["ends"]]
+    ops: list[SeriesOp] = list(zip(*columns, strict=True))
+    return SeriesColumns.from_ops(ops)
 
 
 def encode_delta(delta: Delta) -> bytes:
@@ -223,8 +236,8 @@ def encode_delta(delta: Delta) -> bytes:
         "n6": len(delta.v6),
         "sessions": [[k, nd, fam, str(addr), svc] for k, nd, fam, addr, svc in delta.sessions],
     }
-    if delta.series:
-        fields["series"] = _series_section(delta)
+    if len(delta.series):
+        fields["series_columns"] = _series_header(delta)
     header = orjson.dumps(fields)
     parts = [_MAGIC, _HEADER_LEN.pack(len(header)), header]
     for cols in (delta.v4, delta.v6):
@@ -253,14 +266,19 @@ def _decode_delta(raw: bytes) -> Delta:
             arrays.append(np.frombuffer(raw, dtype=dtype, count=count, offset=offset))
             offset += dtype.itemsize * count
         families.append(FamilyColumns(family, *arrays))
+    series, series_ends = SeriesColumns.empty(), []
+    if "series_columns" in header:
+        series = _read_series_columns(header["series_columns"])
+        series_ends = [int(end) for end in header["series_columns"]["ends"]]
+    elif "series" in header:
+        series, series_ends = _read_series_section(header["series"]), [int(end) for end in header["series"]["ends"]]
     if offset != len(raw):
         raise ValueError(f"delta length mismatch: {len(raw)} bytes, expected {offset}")
     sessions = [(k, nd, fam, int(addr), svc) for k, nd, fam, addr, svc in header["sessions"]]
     spans = [(int(o), int(e4), int(e6), int(es)) for o, e4, e6, es in header["spans"]]
     if not spans or spans[-1][1:] != (header["n4"], header["n6"], len(sessions)):
         raise ValueError("delta spans do not match its columns")
-    series, series_ends = _read_series_section(header["series"]) if "series" in header else ([], [])
-    if series and (len(series_ends) != len(spans) or series_ends[-1] != len(series)):
+    if len(series) and (len(series_ends) != len(spans) or series_ends[-1] != len(series)):
         raise ValueError("delta series ends do not match its series events")
     return Delta(
         header["p"], header["prev"], spans, header["nodes"], families[0], families[1], sessions, series, series_ends

@@ -26,7 +26,8 @@ series, key), ``invalid_field`` (node, ts, series, key, then ``count`` of an add
 |count| <= 2**31 - 1), ``unknown_series`` (not among the definitions the decoder was given),
 ``invalid_key`` (not an address of the series' family, or a string key not of 1-255 characters),
 then ``too_late`` / ``future_timestamp`` against the series' own windows. A cidr_ipv6 key is
-truncated to the series' ``prefix_len`` here, so every replica counts the same key.
+truncated to the series' ``prefix_len`` here, so every replica counts the same key. The native
+decoder (``pipeline/native/src/series.rs``) makes the same decisions with the same details.
 
 Whole-message reasons (``invalid_json``, ``batch_too_large``, a top-level ``not_an_object``)
 reject the message once, with its raw bytes. "JSON" is what orjson accepts: strict UTF-8, no
@@ -113,7 +114,7 @@ REASONS: tuple[str, ...] = (
     "future_timestamp",
 )
 
-#: The series event names, which the decoders hand to ``EventDecoder.series_event``.
+#: The series event names, which ``EventDecoder.series_event`` judges.
 SERIES_EVENTS: tuple[str, ...] = (SERIES_ADD, SERIES_REMOVE)
 _SERIES_REQUIRED = ("node", "ts", "event", "series", "key")
 
@@ -251,7 +252,7 @@ class EventDecoder:
             out.rejected.append(Rejection("batch_too_large", detail, bytes(raw)))
             return out
         if raw[:1] == b"[" and (
-            self._decode_array(raw, out, now_s, oldest_kept_s) or self.decode_series_array(raw, out, now_s)
+            self._decode_array(raw, out, now_s, oldest_kept_s) or self._accept_series_array(raw, out, now_s)
         ):
             return out
         try:
@@ -422,7 +423,7 @@ class EventDecoder:
             service = ev.get("service", DEFAULT_SERVICE)
             out.sessions.append((_SESSION_KINDS[code], ev["node"], family, addr, service))
 
-    def decode_series_array(self, raw: bytes, out: DecodedBatch, now_s: float) -> bool:
+    def _accept_series_array(self, raw: bytes, out: DecodedBatch, now_s: float) -> bool:
         """Append every event of a JSON array of valid series events and return True, or append
         nothing and return False (then each event is judged on its own). Checked column-wise,
         as ``_decode_array`` does for the built-in events."""
@@ -483,16 +484,6 @@ class EventDecoder:
                 return None
             keys.append(cast(SeriesDef, definitions[ev.series]).truncate(address))
         return keys
-
-    def decode_series_item(self, raw: bytes, out: DecodedBatch, now_s: float) -> None:
-        """One series event's bytes (as a dead letter would show them), judged into ``out``.
-
-        The native decoder hands series events over this way; the decision, detail and value
-        are those the whole-message path gives.
-        """
-        ev = loads_any_depth(raw)
-        if not self._accept_series(ev, out, now_s):
-            self.series_event(_prune(ev, MAX_KEPT_DEPTH), raw, out, now_s)
 
     def _accept_series(self, ev: dict[str, Any], out: DecodedBatch, now_s: float) -> bool:
         """Append the common valid series event and return True; anything it has doubts about

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -95,6 +96,11 @@ class SeriesDef:
             "prefix_len": self.prefix_len,
         }
 
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> SeriesDef:
+        """Inverse of ``as_dict`` (raises ``KeyError``, ``TypeError`` or ``ValueError``)."""
+        return cls(obj["series"], obj["type"], obj["interval"], obj["num_windows"], obj.get("prefix_len"))
+
     def __str__(self) -> str:
         return self.text
 
@@ -131,8 +137,7 @@ def definition_record(definition: SeriesDef) -> tuple[bytes, bytes]:
 def read_definition_record(value: bytes | None) -> SeriesDef:
     """Inverse of ``definition_record``'s value; raises ``ValueError`` for anything else."""
     try:
-        obj = orjson.loads(value or b"")
-        return SeriesDef(obj["series"], obj["type"], obj["interval"], obj["num_windows"], obj.get("prefix_len"))
+        return SeriesDef.from_dict(orjson.loads(value or b""))
     except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
         raise ValueError(f"not a series definition: {exc!r}") from None
 

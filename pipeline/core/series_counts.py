@@ -24,13 +24,9 @@ import numpy as np
 from pipeline.core.cidr import Block
 from pipeline.core.prefix_counts import KEY_DTYPES, PrefixCounts, key_of
 from pipeline.core.series import SeriesDef
+from pipeline.core.series_columns import KINDS, SERIES_ADD, SERIES_REMOVE, SeriesColumns, SeriesOp
 
 __all__ = ["SeriesOp", "SeriesCounts", "SERIES_ADD", "SERIES_REMOVE"]
-
-SERIES_ADD, SERIES_REMOVE = "series_add", "series_remove"
-
-#: (kind, definition, node, ts, key, count): key an int address (truncated) or a string.
-SeriesOp = tuple[str, SeriesDef, str, float, "int | str", int]
 
 #: What a count asks for: a CIDR block (cidr types) or one exact string key.
 SeriesQuery = Block | str
@@ -126,24 +122,27 @@ class _Series:
             mine = nodes == node_id
             self._cell(cells, self.nodes[node_id]).add(keys[mine], vals[mine])
 
-    def add(self, ops: list[SeriesOp], oldest: int) -> None:
-        """Count adds whose key was not removed at or after their ts, in windows still kept."""
-        removed = self.removed
-        if removed:
-            ops = [op for op in ops if op[3] > removed.get(op[4], -np.inf)]
-        if not ops:
-            return
+    def add(self, keys: np.ndarray, nodes: np.ndarray, ts: np.ndarray, counts: np.ndarray, oldest: int) -> None:
+        """Count adds (``nodes`` are this series' node ids) whose key was not removed at or after
+        their ts, in windows still kept."""
+        if self.removed:
+            live = self.live(keys, ts)
+            keys, nodes, ts, counts = keys[live], nodes[live], ts[live], counts[live]
         size = self.definition.interval
-        ts = np.array([op[3] for op in ops], dtype=np.float64)
         start = np.floor(ts / size).astype(np.int64) * size
-        keep = start >= oldest
-        keys = _key_array(self.definition, [op[4] for op in ops])
-        nodes = np.array([self.node_id(op[2]) for op in ops], dtype=np.uint32)
-        counts = np.array([op[5] for op in ops], dtype=np.int64)
-        for window_start in np.unique(start[keep]).tolist():
+        for window_start in np.unique(start[start >= oldest]).tolist():
             rows = start == window_start
             self._count_rows(window_start, keys[rows], nodes[rows], counts[rows])
             self.windows[window_start][1].append(keys[rows], nodes[rows], ts[rows], counts[rows])
+
+    def live(self, keys: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        """Per row: is it after its key's remove ts? Only rows of removed keys are looked up."""
+        live = np.ones(len(keys), dtype=bool)
+        hit = np.flatnonzero(np.isin(keys, _key_array(self.definition, list(self.removed))))
+        if len(hit):
+            removed_at = [self.removed[k] for k in _key_values(self.definition, keys[hit])]
+            live[hit] = ts[hit] > np.array(removed_at, dtype=np.float64)
+        return live
 
     def remove(self, key: Any, ts: float) -> None:
         """Raise the key's remove ts to ``ts``, subtracting the counted adds it now covers."""
@@ -195,17 +194,38 @@ class SeriesCounts:
             found = self._series[definition] = _Series(definition)
         return found
 
-    def apply(self, ops: Sequence[SeriesOp], now_s: float) -> None:
-        """Apply a delta's series operations (removes and adds commute, so order is free)."""
-        adds: dict[int, list[SeriesOp]] = {}  # by id: a delta's events of one series share its definition
-        for op in ops:
-            if op[0] == SERIES_REMOVE:
-                self._of(op[1]).remove(op[4], op[3])
-            else:
-                adds.setdefault(id(op[1]), []).append(op)
-        for series_adds in adds.values():
-            definition = series_adds[0][1]
-            self._of(definition).add(series_adds, definition.windows.oldest_kept_start(now_s))
+    def apply(self, columns: SeriesColumns, now_s: float) -> None:
+        """Apply a delta's series events: removes (rare) one by one, adds column-wise per series
+        (removes and adds commute, so order is free)."""
+        if not len(columns):
+            return
+        removes = columns.kind == KINDS.index(SERIES_REMOVE)
+        any_remove = bool(removes.any())
+        if any_remove:
+            for _, definition, _, ts, key, _ in columns.ops(removes):
+                self._of(definition).remove(key, ts)
+        for index, definition in enumerate(columns.defs):
+            rows = columns.series == index
+            if any_remove:
+                rows &= ~removes
+            if not rows.any():
+                continue
+            series = self._of(definition)
+            nodes = columns.node[rows]
+            used = np.unique(nodes)
+            node_ids = np.zeros(len(columns.nodes), dtype=np.uint32)  # delta's node index -> the series'
+            node_ids[used] = [series.node_id(columns.nodes[i]) for i in used.tolist()]
+            series.add(
+                columns.keys_of(definition, rows),
+                node_ids[nodes],
+                columns.ts[rows],
+                columns.count[rows],
+                definition.windows.oldest_kept_start(now_s),
+            )
+
+    def apply_ops(self, ops: Sequence[SeriesOp], now_s: float) -> None:
+        """``apply`` for per-event operations (tests and tools that build events by hand)."""
+        self.apply(SeriesColumns.from_ops(ops), now_s)
 
     def count(
         self,
@@ -264,8 +284,7 @@ class SeriesCounts:
         """Inverse of ``export``."""
         store = cls()
         for item in exported:
-            raw = item["def"]
-            definition = SeriesDef(raw["series"], raw["type"], raw["interval"], raw["num_windows"], raw["prefix_len"])
+            definition = SeriesDef.from_dict(item["def"])
             series = store._of(definition)
             for node in item["nodes"]:
                 series.node_id(node)
@@ -278,10 +297,17 @@ class SeriesCounts:
                 series.windows.setdefault(start, ({}, _Ledger()))[1].append(
                     key_array, node_array, ts_array, count_array
                 )
-                removed_at = np.array([series.removed.get(k, -np.inf) for k in key_values], dtype=np.float64)
-                live = ts_array > removed_at
+                live = series.live(key_array, ts_array)
                 series._count_rows(start, key_array[live], node_array[live], count_array[live])
         return store
+
+
+def _key_values(definition: SeriesDef, keys: np.ndarray) -> list[Any]:
+    """Stored keys as the Python values ``removed`` is keyed by (int addresses, strings)."""
+    if definition.family == 6:
+        raw = keys.tobytes()
+        return [int.from_bytes(raw[i : i + 16], "big") for i in range(0, len(raw), 16)]
+    return keys.tolist()
 
 
 def _key_out(definition: SeriesDef, key: Any) -> Any:
@@ -293,7 +319,5 @@ def _key_in(definition: SeriesDef, key: Any) -> Any:
 
 
 def _keys_out(definition: SeriesDef, keys: np.ndarray) -> list[Any]:
-    if definition.family == 6:
-        raw = keys.tobytes()
-        return [str(int.from_bytes(raw[i : i + 16], "big")) for i in range(0, len(raw), 16)]
-    return keys.tolist()
+    values = _key_values(definition, keys)
+    return [str(k) for k in values] if definition.family == 6 else values

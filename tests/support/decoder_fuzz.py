@@ -153,7 +153,7 @@ def outcome(result: tuple[Delta, list[OffsetRejection]]) -> tuple[Any, ...]:
         (cols.family, cols.sec.tolist(), cols.metric.tolist(), cols.node.tolist(), cols.key.tolist(), cols.n.tolist())
         for cols in (delta.v4, delta.v6)
     ]
-    series = (delta.series, delta.series_ends)
+    series = (delta.series.ops(), delta.series_ends)
     return delta.partition, delta.prev_offset, delta.spans, delta.nodes, columns, delta.sessions, series, rejected
 
 

@@ -124,7 +124,7 @@ def test_series_counts_equal_the_oracle_in_any_order_and_chunking(raw, chunks, r
     store = SeriesCounts()
     cut = sorted(rng.randrange(len(shuffled) + 1) for _ in range(chunks - 1))
     for lo, hi in zip([0, *cut], [*cut, len(shuffled)], strict=True):
-        store.apply(shuffled[lo:hi], NOW)
+        store.apply_ops(shuffled[lo:hi], NOW)
     restored = SeriesCounts.restore(store.export())
     for definition in SERIES:
         for query in queries(definition, ops, rng):
@@ -140,7 +140,7 @@ def test_series_counts_equal_the_oracle_in_any_order_and_chunking(raw, chunks, r
 def test_expiry_forgets_only_windows_the_series_no_longer_keeps(raw):
     ops = to_ops(raw)
     store = SeriesCounts()
-    store.apply(ops, NOW)
+    store.apply_ops(ops, NOW)
     later = NOW + 400
     store.expire(later)
     for definition in SERIES:
@@ -154,9 +154,9 @@ def test_a_remove_before_its_adds_and_after_them_decide_the_same():
     adds = [(SERIES_ADD, definition, "n1", NOW - 5, "k", 4), (SERIES_ADD, definition, "n2", NOW - 1, "k", 2)]
     remove = [(SERIES_REMOVE, definition, "n3", NOW - 3, "k", 1)]
     first, second = SeriesCounts(), SeriesCounts()
-    first.apply(adds + remove, NOW)
-    second.apply(remove, NOW)
-    second.apply(adds, NOW)
+    first.apply_ops(adds + remove, NOW)
+    second.apply_ops(remove, NOW)
+    second.apply_ops(adds, NOW)
     assert first.count(definition, "k", 0, 2, NOW, NOW, None) == 2
     assert second.count(definition, "k", 0, 2, NOW, NOW, None) == 2
     assert first.count(definition, "k", 0, 2, NOW, NOW, "n2") == 2

@@ -109,7 +109,7 @@ def test_counts_answer_every_cidr_form_and_truncate_ipv6_queries() -> None:
     now = 1_764_000_000.0
     addr = int(ipaddress.ip_address("2001:db8:1::"))  # keys arrive truncated to /48
     counts = SeriesCounts()
-    counts.apply([(SERIES_ADD, V6, "n1", now, addr, 3), (SERIES_ADD, FAILS, "n1", now, 0x0A010200, 2)], now)
+    counts.apply_ops([(SERIES_ADD, V6, "n1", now, addr, 3), (SERIES_ADD, FAILS, "n1", now, 0x0A010200, 2)], now)
     expectations = [
         ({"series": "v6", "key": "2001:db8:1:2::9"}, 3),  # a host: its /48
         ({"series": "v6", "key": "/64", "ip": "2001:db8:1::1"}, 3),

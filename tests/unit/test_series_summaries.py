@@ -47,7 +47,7 @@ def test_each_closed_window_is_summarised_once_per_scope_with_oracle_totals() ->
         (SERIES_REMOVE, NAMES, "mta-2", START + 10, "bob", 1),
         (SERIES_ADD, NAMES, "mta-1", START + 20, "bob", 2),
     ]
-    counts.apply(ops, START + 41)
+    counts.apply_ops(ops, START + 41)
     due = [orjson.loads(raw) for raw in _published(clock, counts, START + 60 + 5)]
     for summary in due:
         validate(summary, load_schema("series-window-summary"))

@@ -20,7 +20,7 @@ def sample_replica() -> Replica:
     ]
     replica.apply(delta_from_decoded(to_decoded(events), 2, [(159, 60, 0)]), NOW)
     replica.gauge.apply([("open", "a", 4, V4_POOL[1], "SMTP"), ("open", "b", 6, V6_POOL[2], "ECStream")])
-    replica.series.apply(
+    replica.series.apply_ops(
         [
             (SERIES_ADD, V6_SERIES, "a", NOW - 1, V6_POOL[0], 3),
             (SERIES_ADD, V6_SERIES, "b", NOW - 2, V6_POOL[1], -1),

@@ -210,7 +210,7 @@ async def test_series_counts_over_http_and_new_defines_only_on_the_bus(tmp_path:
         definition = audit.definitions.catalog.get("fails")
         assert definition is not None
         now = audit.clock()
-        audit.replica.series.apply([("series_add", definition, "n1", now, 0xC0000207, 4)], now)
+        audit.replica.series.apply_ops([("series_add", definition, "n1", now, 0xC0000207, 4)], now)
         ask = {"op": "series_count", "series": "fails", "key": "/24", "ip": "192.0.2.1", "cluster": "true"}
         assert await get(base, "/query", ask) == (200, {"ok": True, "value": 4})
         status, body = await get(base, "/query", {**ask, "key": "2001:db8::/32"})

@@ -4,6 +4,7 @@
 use crate::format::{dumps, json_type, py_float, py_number, show};
 use crate::ip::parse_ip;
 use crate::json::{Parsed, Parser, Syntax, Value};
+use crate::series::{judge_series, Definitions, SeriesEvent, SeriesFields, SeriesMark, SeriesRows, SERIES_EVENTS};
 use std::collections::HashMap;
 
 pub const MAX_BATCH_EVENTS: usize = 10_000;
@@ -21,14 +22,10 @@ const EVENT_NAMES: [&str; 6] = [
 const FIRST_SESSION_CODE: usize = 3;
 pub const SESSION_KINDS: [&str; 3] = ["open", "close", "reset"];
 const DEFAULT_SERVICE: &str = "SMTP";
-/// The "reason" of a series event (SPEC section 8), handed to Python whole: judging it needs the
-/// series definitions, which live there. Its value is the event as a rejection's value would be.
-pub const DEFER: &str = "defer";
-const SERIES_EVENTS: [&str; 2] = ["series_add", "series_remove"];
 
 /// The clock references of one record: its own timestamp and the oldest kept window start.
 pub struct Clock {
-    now: f64,
+    pub now: f64,
     oldest: i64,
     latest: f64,
 }
@@ -39,7 +36,7 @@ impl Clock {
         let now = timestamp_ms as f64 / 1000.0;
         let oldest = monitors
             .iter()
-            .map(|&(size, count)| (now / size as f64).floor() as i64 * size - (count - 1) * size)
+            .map(|&(size, count)| Clock::oldest_start(now, size, count))
             .min()
             .unwrap_or(i64::MIN);
         Clock {
@@ -49,16 +46,22 @@ impl Clock {
         }
     }
 
-    fn too_late(&self, ts: &Value) -> bool {
+    /// `Monitor.oldest_kept_start(now)` of windows of `size` seconds, `count` kept.
+    pub fn oldest_start(now: f64, size: i64, count: i64) -> i64 {
+        (now / size as f64).floor() as i64 * size - (count - 1) * size
+    }
+
+    /// Python's `ts < oldest`.
+    pub fn before(ts: &Value, oldest: i64) -> bool {
         match ts {
-            Value::Int(i) => *i < self.oldest as i128,
-            Value::Float(f) => *f < self.oldest as f64,
+            Value::Int(i) => *i < oldest as i128,
+            Value::Float(f) => *f < oldest as f64,
             _ => false,
         }
     }
 
     /// Python's exact int/float comparison `ts > latest`.
-    fn in_future(&self, ts: &Value) -> bool {
+    pub fn in_future(&self, ts: &Value) -> bool {
         match ts {
             Value::Int(i) => {
                 let rounded = *i as f64;
@@ -116,8 +119,9 @@ pub struct Batch {
     pub v4: Family<u32>,
     pub v6: Family<[u8; 16]>,
     pub sessions: Vec<Session>,
-    /// Per record: (v4 end, v6 end, sessions end).
-    pub ends: Vec<(usize, usize, usize)>,
+    pub series: SeriesRows,
+    /// Per record: (v4 end, v6 end, sessions end, series end).
+    pub ends: Vec<(usize, usize, usize, usize)>,
     pub rejections: Vec<Rejection>,
 }
 
@@ -127,6 +131,7 @@ struct Mark {
     v4: usize,
     v6: usize,
     sessions: usize,
+    series: SeriesMark,
     rejections: usize,
 }
 
@@ -151,6 +156,9 @@ struct Fields<'a> {
     event: Option<Value<'a>>,
     n: Option<Value<'a>>,
     service: Option<Value<'a>>,
+    series: Option<Value<'a>>,
+    key: Option<Value<'a>>,
+    count: Option<Value<'a>>,
 }
 
 /// An accepted event.
@@ -170,13 +178,21 @@ enum Accepted<'v> {
         addr: u128,
         service: &'v str,
     },
+    Series(SeriesEvent<'v>),
 }
 
-type Problem = (&'static str, String);
+pub type Problem = (&'static str, String);
 
 impl Batch {
     /// Decodes one record's value (None: a tombstone) into the batch.
-    pub fn record(&mut self, index: usize, raw: Option<&[u8]>, clock: &Clock, max_future_text: &str) {
+    pub fn record(
+        &mut self,
+        index: usize,
+        raw: Option<&[u8]>,
+        clock: &Clock,
+        max_future_text: &str,
+        series: &mut Definitions,
+    ) {
         let Some(raw) = raw else {
             let detail = "empty message value (a tombstone), expected JSON".to_string();
             self.rejections.push((index, "invalid_json", Some(detail), Vec::new()));
@@ -197,6 +213,7 @@ impl Batch {
             clock,
             max_future_text,
             raw,
+            series,
         };
         match self.message(&mut context) {
             Ok(()) => {}
@@ -215,8 +232,12 @@ impl Batch {
     }
 
     fn end_record(&mut self) {
-        self.ends
-            .push((self.v4.key.len(), self.v6.key.len(), self.sessions.len()));
+        self.ends.push((
+            self.v4.key.len(),
+            self.v6.key.len(),
+            self.sessions.len(),
+            self.series.len(),
+        ));
     }
 
     fn mark(&self) -> Mark {
@@ -225,6 +246,7 @@ impl Batch {
             v4: self.v4.key.len(),
             v6: self.v6.key.len(),
             sessions: self.sessions.len(),
+            series: self.series.mark(),
             rejections: self.rejections.len(),
         }
     }
@@ -236,6 +258,7 @@ impl Batch {
         self.v4.truncate(mark.v4);
         self.v6.truncate(mark.v6);
         self.sessions.truncate(mark.sessions);
+        self.series.undo(&mark.series);
         self.rejections.truncate(mark.rejections);
     }
 
@@ -283,7 +306,7 @@ impl Batch {
         Ok(())
     }
 
-    fn item(&mut self, p: &mut Parser, cx: &Context) -> Parsed<()> {
+    fn item(&mut self, p: &mut Parser, cx: &mut Context) -> Parsed<()> {
         p.ws();
         if p.peek() == Some(b'{') {
             return self.event(p, cx, false);
@@ -297,7 +320,7 @@ impl Batch {
         Ok(())
     }
 
-    fn event(&mut self, p: &mut Parser, cx: &Context, single: bool) -> Parsed<()> {
+    fn event(&mut self, p: &mut Parser, cx: &mut Context, single: bool) -> Parsed<()> {
         let start = p.pos;
         let fields = event_fields(p)?;
         match judge(&fields, cx) {
@@ -326,6 +349,7 @@ impl Batch {
                 self.sessions
                     .push((kind, node.to_string(), family, addr, service.to_string()));
             }
+            Ok(Accepted::Series(event)) => self.series.push(event),
             Err((reason, detail)) => {
                 let value = if single {
                     cx.raw.to_vec()
@@ -357,11 +381,12 @@ impl Batch {
     }
 }
 
-struct Context<'r> {
+struct Context<'r, 'f> {
     index: usize,
     clock: &'r Clock,
     max_future_text: &'r str,
     raw: &'r [u8],
+    series: &'r mut Definitions<'f>,
 }
 
 fn finish(p: &mut Parser) -> Parsed<()> {
@@ -389,6 +414,9 @@ fn event_fields<'a>(p: &mut Parser<'a>) -> Parsed<Fields<'a>> {
             "event" => Some(&mut fields.event),
             "n" => Some(&mut fields.n),
             "service" => Some(&mut fields.service),
+            "series" => Some(&mut fields.series),
+            "key" => Some(&mut fields.key),
+            "count" => Some(&mut fields.count),
             _ => None,
         };
         match slot {
@@ -408,45 +436,83 @@ fn as_str<'v>(value: &'v Value) -> Option<&'v str> {
     }
 }
 
-/// `EventDecoder._problem` and the accepting half of `_decode_slow`, in the same order.
-fn judge<'v>(f: &'v Fields, cx: &Context) -> Result<Accepted<'v>, Problem> {
-    if f.event.as_ref().and_then(as_str).is_some_and(|name| SERIES_EVENTS.contains(&name)) {
-        return Err((DEFER, String::new()));
-    }
-    let required = [("node", &f.node), ("ts", &f.ts), ("ip", &f.ip), ("event", &f.event)];
+/// `missing_field` naming every absent one of `required`, in order.
+pub fn missing(required: &[(&str, &Option<Value>)]) -> Result<(), Problem> {
     let missing: Vec<String> = required
         .iter()
         .filter(|(_, v)| v.is_none())
         .map(|(k, _)| format!("'{k}'"))
         .collect();
-    if !missing.is_empty() {
-        let plural = if missing.len() > 1 { "s" } else { "" };
-        return Err((
-            "missing_field",
-            format!("missing required field{plural} {}", missing.join(", ")),
-        ));
+    if missing.is_empty() {
+        return Ok(());
     }
+    let plural = if missing.len() > 1 { "s" } else { "" };
+    Err((
+        "missing_field",
+        format!("missing required field{plural} {}", missing.join(", ")),
+    ))
+}
+
+/// The `node` field as accepted: a string of 1-255 characters.
+pub fn check_node<'v>(node: &'v Value) -> Result<&'v str, Problem> {
+    as_str(node)
+        .filter(|s| !s.is_empty() && (s.len() <= MAX_NODE_CHARS || s.chars().count() <= MAX_NODE_CHARS))
+        .ok_or_else(|| {
+            let detail = format!(
+                "field 'node' must be a string of 1-{MAX_NODE_CHARS} characters, got {}",
+                show(node)
+            );
+            ("invalid_field", detail)
+        })
+}
+
+/// The `ts` field as accepted: a number (JSON numbers are always finite here).
+pub fn check_ts(ts: &Value) -> Result<(), Problem> {
+    if matches!(ts, Value::Int(_) | Value::Float(_)) {
+        return Ok(());
+    }
+    Err((
+        "invalid_field",
+        format!("field 'ts' must be a finite number of Unix seconds, got {}", show(ts)),
+    ))
+}
+
+/// `future_timestamp` when `ts` is past the clock's latest accepted time.
+pub fn check_future(ts: &Value, clock: &Clock, max_future_text: &str) -> Result<(), Problem> {
+    if !clock.in_future(ts) {
+        return Ok(());
+    }
+    let detail = format!(
+        "ts {} is more than {max_future_text} s ahead of the reference time {}",
+        py_number(ts),
+        py_float(clock.now)
+    );
+    Err(("future_timestamp", detail))
+}
+
+/// `EventDecoder._problem` and the accepting half of `_decode_slow`, in the same order; series
+/// events go to `judge_series`.
+fn judge<'v>(f: &'v Fields, cx: &mut Context) -> Result<Accepted<'v>, Problem> {
+    if f.event.as_ref().and_then(as_str).is_some_and(|name| SERIES_EVENTS.contains(&name)) {
+        let fields = SeriesFields {
+            node: &f.node,
+            ts: &f.ts,
+            event: &f.event,
+            series: &f.series,
+            key: &f.key,
+            count: &f.count,
+        };
+        return judge_series(&fields, cx.series, cx.clock, cx.max_future_text).map(Accepted::Series);
+    }
+    missing(&[("node", &f.node), ("ts", &f.ts), ("ip", &f.ip), ("event", &f.event)])?;
     let (node, ts, ip, name) = (
         f.node.as_ref().unwrap(),
         f.ts.as_ref().unwrap(),
         f.ip.as_ref().unwrap(),
         f.event.as_ref().unwrap(),
     );
-    let node_text =
-        as_str(node).filter(|s| !s.is_empty() && (s.len() <= MAX_NODE_CHARS || s.chars().count() <= MAX_NODE_CHARS));
-    let Some(node_text) = node_text else {
-        let detail = format!(
-            "field 'node' must be a string of 1-{MAX_NODE_CHARS} characters, got {}",
-            show(node)
-        );
-        return Err(("invalid_field", detail));
-    };
-    if !matches!(ts, Value::Int(_) | Value::Float(_)) {
-        return Err((
-            "invalid_field",
-            format!("field 'ts' must be a finite number of Unix seconds, got {}", show(ts)),
-        ));
-    }
+    let node_text = check_node(node)?;
+    check_ts(ts)?;
     let Some(ip_text) = as_str(ip) else {
         return Err((
             "invalid_field",
@@ -510,7 +576,7 @@ fn judge<'v>(f: &'v Fields, cx: &Context) -> Result<Accepted<'v>, Problem> {
         });
     }
     let clock = cx.clock;
-    if clock.too_late(ts) {
+    if Clock::before(ts, clock.oldest) {
         let detail = format!(
             "ts {} is older than every kept window (the oldest starts at {})",
             py_number(ts),
@@ -518,15 +584,7 @@ fn judge<'v>(f: &'v Fields, cx: &Context) -> Result<Accepted<'v>, Problem> {
         );
         return Err(("too_late", detail));
     }
-    if clock.in_future(ts) {
-        let detail = format!(
-            "ts {} is more than {} s ahead of the reference time {}",
-            py_number(ts),
-            cx.max_future_text,
-            py_float(clock.now)
-        );
-        return Err(("future_timestamp", detail));
-    }
+    check_future(ts, clock, cx.max_future_text)?;
     let sec = match ts {
         Value::Int(i) => *i as f64 as i64, // numpy floors a float64 copy of the column
         Value::Float(x) => x.floor() as i64,

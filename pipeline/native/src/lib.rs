@@ -9,17 +9,21 @@ mod decode;
 mod format;
 mod ip;
 mod json;
+mod series;
 
 use decode::{Batch, Clock, Family, SESSION_KINDS};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
+use series::{Definitions, SeriesDef, SeriesRows};
+
+/// A column's bytes in native order.
+fn raw<T: Copy>(values: &[T]) -> &[u8] {
+    // SAFETY: plain integers, floats and byte arrays, no padding; the bytes are copied right away.
+    unsafe { std::slice::from_raw_parts(values.as_ptr() as *const u8, std::mem::size_of_val(values)) }
+}
 
 /// One family's columns as bytes: (sec int64, metric uint8, node uint32, key, n int64), native order.
 fn columns<'py, K: Copy>(py: Python<'py>, family: &Family<K>) -> PyResult<Bound<'py, PyTuple>> {
-    fn raw<T: Copy>(values: &[T]) -> &[u8] {
-        // SAFETY: plain integers and byte arrays, no padding; the bytes are copied right away.
-        unsafe { std::slice::from_raw_parts(values.as_ptr() as *const u8, std::mem::size_of_val(values)) }
-    }
     PyTuple::new(
         py,
         [
@@ -32,6 +36,52 @@ fn columns<'py, K: Copy>(py: Python<'py>, family: &Family<K>) -> PyResult<Bound<
     )
 }
 
+/// The series columns: (definitions, nodes, (kind uint8, series uint32, node uint32, ts float64,
+/// count int64, key 16 bytes big-endian) as bytes, string keys, series end per record).
+fn series_columns<'py>(
+    py: Python<'py>,
+    rows: &SeriesRows,
+    defs: &[Py<PyAny>],
+    ends: Vec<usize>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let arrays = PyTuple::new(
+        py,
+        [
+            PyBytes::new(py, raw(&rows.kind)),
+            PyBytes::new(py, raw(&rows.series)),
+            PyBytes::new(py, raw(&rows.node)),
+            PyBytes::new(py, raw(&rows.ts)),
+            PyBytes::new(py, raw(&rows.count)),
+            PyBytes::new(py, raw(&rows.key)),
+        ],
+    )?;
+    PyTuple::new(
+        py,
+        [
+            PyList::new(py, defs)?.into_any(),
+            PyList::new(py, &rows.nodes)?.into_any(),
+            arrays.into_any(),
+            PyList::new(py, &rows.text)?.into_any(),
+            PyList::new(py, ends)?.into_any(),
+        ],
+    )
+}
+
+/// A Python `SeriesDef` (or None) as the decoder needs it, and the object itself.
+fn series_def(found: Bound<'_, PyAny>) -> PyResult<Option<(SeriesDef, Py<PyAny>)>> {
+    if found.is_none() {
+        return Ok(None);
+    }
+    let definition = SeriesDef {
+        type_name: found.getattr("type")?.extract()?,
+        family: found.getattr("family")?.extract()?,
+        interval: found.getattr("interval")?.extract()?,
+        num_windows: found.getattr("num_windows")?.extract()?,
+        prefix_len: found.getattr("prefix_len")?.extract()?,
+    };
+    Ok(Some((definition, found.unbind())))
+}
+
 /// Decode one partition's records.
 ///
 /// `values[i]` (None for a tombstone) was written at `timestamps_ms[i]`, at offset `offsets[i]`;
@@ -40,10 +90,12 @@ fn columns<'py, K: Copy>(py: Python<'py>, family: &Family<K>) -> PyResult<Bound<
 /// `columns`; IPv4 keys uint32, IPv6 keys 16 bytes big-endian), sessions are
 /// `(kind, node, family, address, service)`, spans `(offset, v4 end, v6 end, sessions end)` per
 /// record, rejections `(record index, reason, detail, value)` with detail None for
-/// `invalid_json` (orjson's wording is orjson's to give); a series event is a rejection with
-/// reason `defer`, for Python to judge, in its place among the record's rejections.
+/// `invalid_json` (orjson's wording is orjson's to give), and the series events (see
+/// `series_columns`). `series(name)` gives a series' `SeriesDef` or None; it is called once
+/// per name and batch, with the GIL taken back for it.
 #[pyfunction]
-#[pyo3(signature = (values, offsets, timestamps_ms, monitors, max_future_s, max_future_text))]
+#[pyo3(signature = (values, offsets, timestamps_ms, monitors, max_future_s, max_future_text, series=None))]
+#[allow(clippy::too_many_arguments)]
 fn decode_records<'py>(
     py: Python<'py>,
     values: Vec<Option<Bound<'py, PyBytes>>>,
@@ -52,6 +104,7 @@ fn decode_records<'py>(
     monitors: Vec<(i64, i64)>,
     max_future_s: f64,
     max_future_text: &str,
+    series: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     if values.len() != offsets.len() || values.len() != timestamps_ms.len() {
         return Err(pyo3::exceptions::PyValueError::new_err(
@@ -65,7 +118,23 @@ fn decode_records<'py>(
     }
     let raws: Vec<Option<&[u8]>> = values.iter().map(|v| v.as_ref().map(|b| b.as_bytes())).collect();
     // The bytes objects are immutable and `values` keeps them alive: other threads may run meanwhile.
+    let mut def_objects: Vec<Py<PyAny>> = Vec::new();
+    let mut lookup_error: Option<PyErr> = None;
     let batch = py.detach(|| {
+        let mut definitions = Definitions::new(|name: &str| {
+            let lookup = series.as_ref()?;
+            Python::attach(|py| match lookup.call1(py, (name,)).and_then(|found| series_def(found.into_bound(py))) {
+                Ok(Some((definition, object))) => {
+                    def_objects.push(object);
+                    Some(definition)
+                }
+                Ok(None) => None,
+                Err(error) => {
+                    lookup_error.get_or_insert(error);
+                    None
+                }
+            })
+        });
         let mut batch = Batch::default();
         for (index, (raw, &ts_ms)) in raws.iter().zip(&timestamps_ms).enumerate() {
             batch.record(
@@ -73,16 +142,20 @@ fn decode_records<'py>(
                 *raw,
                 &Clock::new(ts_ms, &monitors, max_future_s),
                 max_future_text,
+                &mut definitions,
             );
         }
         batch
     });
+    if let Some(error) = lookup_error {
+        return Err(error);
+    }
     let sessions = PyList::empty(py);
     for (kind, node, family, addr, service) in &batch.sessions {
         sessions.append((SESSION_KINDS[*kind], node, *family, *addr, service))?;
     }
     let spans = PyList::empty(py);
-    for (&offset, &(v4, v6, s)) in offsets.iter().zip(&batch.ends) {
+    for (&offset, &(v4, v6, s, _)) in offsets.iter().zip(&batch.ends) {
         spans.append((offset, v4, v6, s))?;
     }
     let rejections = PyList::empty(py);
@@ -98,6 +171,7 @@ fn decode_records<'py>(
             sessions.into_any(),
             spans.into_any(),
             rejections.into_any(),
+            series_columns(py, &batch.series, &def_objects, batch.ends.iter().map(|e| e.3).collect())?.into_any(),
         ],
     )
 }
