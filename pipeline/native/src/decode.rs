@@ -477,6 +477,16 @@ pub fn check_ts(ts: &Value) -> Result<(), Problem> {
     ))
 }
 
+/// A field that must be a JSON string, or `invalid_field` naming it.
+pub fn check_string<'v>(name: &str, value: &'v Value) -> Result<&'v str, Problem> {
+    as_str(value).ok_or_else(|| {
+        (
+            "invalid_field",
+            format!("field '{name}' must be a string, got {}", show(value)),
+        )
+    })
+}
+
 /// `future_timestamp` when `ts` is past the clock's latest accepted time.
 pub fn check_future(ts: &Value, clock: &Clock, max_future_text: &str) -> Result<(), Problem> {
     if !clock.in_future(ts) {
@@ -493,7 +503,11 @@ pub fn check_future(ts: &Value, clock: &Clock, max_future_text: &str) -> Result<
 /// `EventDecoder._problem` and the accepting half of `_decode_slow`, in the same order; series
 /// events go to `judge_series`.
 fn judge<'v>(f: &'v Fields, cx: &mut Context) -> Result<Accepted<'v>, Problem> {
-    if f.event.as_ref().and_then(as_str).is_some_and(|name| SERIES_EVENTS.contains(&name)) {
+    if f.event
+        .as_ref()
+        .and_then(as_str)
+        .is_some_and(|name| SERIES_EVENTS.contains(&name))
+    {
         let fields = SeriesFields {
             node: &f.node,
             ts: &f.ts,
@@ -513,18 +527,8 @@ fn judge<'v>(f: &'v Fields, cx: &mut Context) -> Result<Accepted<'v>, Problem> {
     );
     let node_text = check_node(node)?;
     check_ts(ts)?;
-    let Some(ip_text) = as_str(ip) else {
-        return Err((
-            "invalid_field",
-            format!("field 'ip' must be a string, got {}", show(ip)),
-        ));
-    };
-    let Some(name_text) = as_str(name) else {
-        return Err((
-            "invalid_field",
-            format!("field 'event' must be a string, got {}", show(name)),
-        ));
-    };
+    let ip_text = check_string("ip", ip)?;
+    let name_text = check_string("event", name)?;
     let code = EVENT_NAMES.iter().position(|&known| known == name_text);
     let windowed = matches!(code, Some(c) if c < FIRST_SESSION_CODE);
     let n = match (&f.n, windowed) {
@@ -540,15 +544,7 @@ fn judge<'v>(f: &'v Fields, cx: &mut Context) -> Result<Accepted<'v>, Problem> {
     };
     let service = match (&f.service, code) {
         (None, _) => DEFAULT_SERVICE,
-        (Some(service), Some(c)) if c >= FIRST_SESSION_CODE => match as_str(service) {
-            Some(text) => text,
-            None => {
-                return Err((
-                    "invalid_field",
-                    format!("field 'service' must be a string, got {}", show(service)),
-                ))
-            }
-        },
+        (Some(service), Some(c)) if c >= FIRST_SESSION_CODE => check_string("service", service)?,
         (Some(service), _) => as_str(service).unwrap_or(DEFAULT_SERVICE),
     };
     let Some((family, addr)) = parse_ip(ip_text) else {

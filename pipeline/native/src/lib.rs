@@ -123,15 +123,20 @@ fn decode_records<'py>(
     let batch = py.detach(|| {
         let mut definitions = Definitions::new(|name: &str| {
             let lookup = series.as_ref()?;
-            Python::attach(|py| match lookup.call1(py, (name,)).and_then(|found| series_def(found.into_bound(py))) {
-                Ok(Some((definition, object))) => {
-                    def_objects.push(object);
-                    Some(definition)
-                }
-                Ok(None) => None,
-                Err(error) => {
-                    lookup_error.get_or_insert(error);
-                    None
+            Python::attach(|py| {
+                match lookup
+                    .call1(py, (name,))
+                    .and_then(|found| series_def(found.into_bound(py)))
+                {
+                    Ok(Some((definition, object))) => {
+                        def_objects.push(object);
+                        Some(definition)
+                    }
+                    Ok(None) => None,
+                    Err(error) => {
+                        lookup_error.get_or_insert(error);
+                        None
+                    }
                 }
             })
         });
@@ -171,7 +176,13 @@ fn decode_records<'py>(
             sessions.into_any(),
             spans.into_any(),
             rejections.into_any(),
-            series_columns(py, &batch.series, &def_objects, batch.ends.iter().map(|e| e.3).collect())?.into_any(),
+            series_columns(
+                py,
+                &batch.series,
+                &def_objects,
+                batch.ends.iter().map(|e| e.3).collect(),
+            )?
+            .into_any(),
         ],
     )
 }

@@ -1,7 +1,7 @@
 //! Series events (SPEC section 8) judged natively into columns: the same checks, order, reasons
 //! and detail text as `EventDecoder._series_problem` in pipeline/core/events.py.
 
-use crate::decode::{check_future, check_node, check_ts, missing, Clock, Problem, MAX_EVENT_N};
+use crate::decode::{check_future, check_node, check_string, check_ts, missing, Clock, Problem, MAX_EVENT_N};
 use crate::format::{py_number, show};
 use crate::ip::parse_ip;
 use crate::json::Value;
@@ -200,18 +200,8 @@ pub fn judge_series<'v>(
     );
     let node = check_node(node)?;
     check_ts(ts)?;
-    let Some(name) = as_str(series) else {
-        return Err((
-            "invalid_field",
-            format!("field 'series' must be a string, got {}", show(series)),
-        ));
-    };
-    let Some(key_text) = as_str(key) else {
-        return Err((
-            "invalid_field",
-            format!("field 'key' must be a string, got {}", show(key)),
-        ));
-    };
+    let name = check_string("series", series)?;
+    let key_text = check_string("key", key)?;
     let kind = if as_str(event) == Some(SERIES_EVENTS[0]) { 0 } else { 1 };
     let count = match (kind, f.count) {
         (0, Some(Value::Int(n))) if n.abs() <= MAX_EVENT_N => *n as i64,
