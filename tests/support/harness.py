@@ -169,6 +169,29 @@ async def publish(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | N
         await producer.stop()
 
 
+async def reply_channel(
+    bootstrap: str, reply_topic: str, fetch_max_wait_ms: int, **producer_options: Any
+) -> tuple[AIOKafkaProducer, AIOKafkaConsumer]:
+    """A new one-partition reply topic, a zero-linger request producer, and a consumer reading
+    the reply topic from its start (both started)."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(reply_topic, 1, 1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, **producer_options)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, fetch_max_wait_ms=fetch_max_wait_ms)
+    await producer.start()
+    await consumer.start()
+    tp = TopicPartition(reply_topic, 0)
+    consumer.assign([tp])
+    await consumer.seek_to_beginning(tp)
+    return producer, consumer
+
+
 class Requester:
     """Sends audit requests and collects the replies from a private reply topic by id."""
 
@@ -179,21 +202,7 @@ class Requester:
         self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
     async def __aenter__(self) -> Requester:
-        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.bootstrap)
-        await admin.start()
-        try:
-            await admin.create_topics([NewTopic(self.reply_topic, 1, 1)])
-        finally:
-            await admin.close()
-        self.producer = AIOKafkaProducer(bootstrap_servers=self.settings.bootstrap, linger_ms=0)
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap, fetch_max_wait_ms=20)
-        await self.producer.start()
-        await self.consumer.start()
-        tp = TopicPartition(self.reply_topic, 0)
-        self.consumer.assign([tp])
-        await self.consumer.seek_to_beginning(tp)
+        self.producer, self.consumer = await reply_channel(self.settings.bootstrap, self.reply_topic, 20)
         self._reader = asyncio.create_task(self._read())
         return self
 

@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
+from harness import reply_channel
 
 from pipeline.settings import Settings
 
@@ -61,19 +60,7 @@ class RequestDriver:
         self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
     async def start(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.bootstrap)
-        await admin.start()
-        try:
-            await admin.create_topics([NewTopic(self.reply_topic, 1, 1)])
-        finally:
-            await admin.close()
-        self.producer = AIOKafkaProducer(bootstrap_servers=self.settings.bootstrap, linger_ms=0, acks="all")
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap, fetch_max_wait_ms=50)
-        await self.producer.start()
-        await self.consumer.start()
-        tp = TopicPartition(self.reply_topic, 0)
-        self.consumer.assign([tp])
-        await self.consumer.seek_to_beginning(tp)
+        self.producer, self.consumer = await reply_channel(self.settings.bootstrap, self.reply_topic, 50, acks="all")
         self._reader = asyncio.create_task(self._read())
 
     async def stop(self) -> None:
