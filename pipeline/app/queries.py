@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import orjson
@@ -214,11 +214,16 @@ class Responder:
             return True  # cannot tell: assume it does and try again
         return topic in metadata.topics()
 
-    async def _dead_letter(self, rejection: Rejection, partition: int, offset: int) -> None:
-        assert self.producer is not None
-        letter = dead_letter_record(rejection, self.settings.requests_topic, partition, offset)
+    def _dead_letter(self, rejection: Rejection, partition: int, offset: int) -> Coroutine[Any, Any, None]:
+        """Counted at once, so the metrics agree with the request counters whenever they are read;
+        the returned coroutine writes the letter."""
         self.stats["dead_letters"] += 1
         self.dead_letter_reasons[rejection.reason] += 1
+        letter = dead_letter_record(rejection, self.settings.requests_topic, partition, offset)
+        return self._write_dead_letter(letter, partition, offset)
+
+    async def _write_dead_letter(self, letter: dict[str, Any], partition: int, offset: int) -> None:
+        assert self.producer is not None
         for attempt in range(DEAD_LETTER_ATTEMPTS):
             try:
                 await self.producer.send_and_wait(self.settings.deadletter_topic, orjson.dumps(letter))
