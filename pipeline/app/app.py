@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 import faust
 from mode import Service
 
+from pipeline.app.assignor import Assignor
 from pipeline.app.ingest import Ingester, SourceMessage
 from pipeline.app.queries import Responder
 from pipeline.app.range_reader import RangeReader
@@ -158,6 +159,7 @@ def _faust_app(settings: Settings, bootstrap: str) -> faust.App:
         store="memory://",
         processing_guarantee="at_least_once",
         autodiscover=False,
+        PartitionAssignor=Assignor,
         datadir=str(settings.home_dir / "faust"),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,

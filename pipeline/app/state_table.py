@@ -122,6 +122,12 @@ class FleetStateManager(ChangeloggedObjectManager):
         """Nothing to do: every worker keeps every partition (global table)."""
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
+        """Caught up, once a recovery covered every partition: an assignment made while Kafka did
+        not list the state topic (``pipeline.app.assignor``) recovers nothing and proves nothing."""
+        topic = self.table.changelog_topic.get_topic_name()
+        covered = {tp.partition for tp in active_tps | standby_tps if tp.topic == topic}
+        if len(covered) < (self.table.partitions or 1):
+            return
         if not self.recovered.is_set():
             self.recovered.set()
             for callback in self.on_recovered:

@@ -14,6 +14,11 @@ fetch of events is read (by Python, in the consumer thread, competing for the GI
 limit, to a quarter of it here) keeps each response small. Alternating runs at full-speed ingest
 of 1,000-event messages: query p99 266-375 ms with 50 MiB / 4 MiB per partition, 55-74 ms with
 2 MiB / 512 KiB; ingest 491-683 k events/s against 437-522 k.
+
+The consumer's metadata is refreshed every ``METADATA_MAX_AGE_MS`` (aiokafka: 5 min). The group
+leader rebalances when a subscribed topic's partitions change in it, which is how an assignment
+made while a restarted broker did not list the topics yet is redone (``assignor.py``): within
+seconds rather than minutes.
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ from typing import Any
 import aiokafka
 from faust.transport.drivers import aiokafka as driver
 
-__all__ = ["FETCH_MAX_WAIT_MS", "Transport"]
+__all__ = ["FETCH_MAX_WAIT_MS", "METADATA_MAX_AGE_MS", "Transport"]
 
 FETCH_MAX_WAIT_MS = 500
+METADATA_MAX_AGE_MS = 5000
 
 
 class _ConsumerThread(driver.AIOKafkaConsumerThread):
@@ -33,6 +39,7 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # noqa: SLF001 - read when the consumer starts
         consumer._fetch_max_bytes = transport.app.fetch_max_bytes  # noqa: SLF001 - likewise
+        consumer._client._metadata_max_age_ms = METADATA_MAX_AGE_MS  # noqa: SLF001 - read by its refresh loop
         return consumer
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.app.app import build_app
-from pipeline.app.transport import FETCH_MAX_WAIT_MS
+from pipeline.app.transport import FETCH_MAX_WAIT_MS, METADATA_MAX_AGE_MS
 from pipeline.errors import ConfigError
 from pipeline.settings import load_settings
 
@@ -20,6 +20,8 @@ async def test_the_worker_consumer_fetches_what_is_configured(configured: str | 
     assert consumer._fetch_max_bytes == expected
     assert consumer._max_partition_fetch_bytes == expected // 4
     assert consumer._fetch_max_wait_ms == FETCH_MAX_WAIT_MS
+    # A restarted broker's topics reach the group leader's metadata within seconds (assignor.py).
+    assert consumer._client._metadata_max_age_ms == METADATA_MAX_AGE_MS < 300_000
 
 
 @pytest.mark.parametrize("bad", ["1000", "lots", str(2 << 30)])
