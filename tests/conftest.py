@@ -44,6 +44,18 @@ def kafka_home() -> Path:
     return _settings_from_env().home_dir
 
 
+@pytest.fixture
+def home_with_jars(tmp_path: Path, kafka_home: Path) -> Path:
+    """A private ``INBOUND_AUDIT_HOME`` sharing the jar cache, for a test's own broker (or a command
+    that must not start one: one that wrongly did would really start it here, not fail for want of
+    jars)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    for cached in kafka_home.glob("kafka-*"):  # a missing cache is fetched here instead
+        (home / cached.name).symlink_to(cached)
+    return home
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     """Bootstrap address of a real broker: ``KAFKA_BOOTSTRAP_SERVERS`` if set, else the test broker."""

@@ -45,6 +45,7 @@ from pipeline.core.series import SeriesCatalog
 from pipeline.core.snapshot import Snapshot, encode_snapshot, write_bytes_atomically
 from pipeline.kafka.connection import client_options, faust_broker_options
 from pipeline.kafka.group_members import committed_offset, member_client_id
+from pipeline.kafka.outage_log import OutageLog, install_log_gate
 from pipeline.settings import Settings
 
 __all__ = ["AuditApp", "build_app"]
@@ -143,9 +144,9 @@ class AuditApp:
 
 
 class _FaustApp(faust.App):
-    """Faust's app on our transport (``transport.py``), which reads ``fetch_max_bytes`` from it."""
+    """Faust's app on our transport (``transport.py``), which reads our settings from it."""
 
-    fetch_max_bytes: int
+    audit_settings: Settings
 
     def _new_transport(self) -> Any:
         return Transport(self.conf.broker_consumer, self)
@@ -178,12 +179,13 @@ def _faust_app(settings: Settings, bootstrap: str) -> faust.App:
         web_port=settings.web_port or 6066,
         worker_redirect_stdouts=False,
     )
-    app.fetch_max_bytes = settings.fetch_max_bytes
+    app.audit_settings = settings
     return app
 
 
 def build_app(settings: Settings, bootstrap: str, *, clock: Callable[[], float] = time.time) -> AuditApp:
     """The whole worker as one Faust app; nothing runs until a Faust worker starts it."""
+    install_log_gate()  # one line per Kafka condition, not aiokafka's ~30 a second while it is away
     app = _faust_app(settings, bootstrap)
     events = app.topic(settings.events_topic, key_type=bytes, value_type=bytes, value_serializer="raw")
     requests = app.topic(settings.requests_topic, key_type=bytes, value_type=bytes, value_serializer="raw")
@@ -373,6 +375,7 @@ def _lifecycle(audit: AuditApp) -> type[Service]:
             """Exit non-zero when a write failed, or no broker has answered for ``kafka_timeout_s``."""
             producer = audit.responder.producer
             assert producer is not None
+            outage = OutageLog(log, "worker", audit.bootstrap)  # aiokafka's own lines are gated
             last_ok = time.monotonic()
             while not self.should_stop:
                 await self.sleep(1.0)
@@ -384,7 +387,10 @@ def _lifecycle(audit: AuditApp) -> type[Service]:
                     ok = False
                 if ok:
                     last_ok = time.monotonic()
-                elif time.monotonic() - last_ok > audit.settings.kafka_timeout_s:
+                    outage.came_back()
+                    continue
+                outage.went_down(f"stopping if it does not answer within {audit.settings.kafka_timeout_s:.0f} s")
+                if time.monotonic() - last_ok > audit.settings.kafka_timeout_s:
                     audit.fail(f"Kafka at {audit.bootstrap} unreachable for {audit.settings.kafka_timeout_s:.0f} s")
 
     return Lifecycle

@@ -38,6 +38,7 @@ from pipeline.core.series_query import (
     conflict,
 )
 from pipeline.errors import AuditError
+from pipeline.kafka.patient_bootstrap import patient_bootstrap
 from pipeline.settings import Settings
 
 __all__ = ["Responder"]
@@ -96,6 +97,7 @@ class Responder:
         # No linger: a reply is one record someone is waiting for. A short metadata wait so a
         # reply topic that does not exist fails fast (and is dead-lettered).
         self.producer = AIOKafkaProducer(**client_options, linger_ms=0, acks=1, request_timeout_ms=5000)
+        patient_bootstrap(self.producer.client, self.settings.kafka_timeout_s)
         await self.producer.start()
 
     async def stop(self) -> None:

@@ -19,27 +19,52 @@ The consumer's metadata is refreshed every ``METADATA_MAX_AGE_MS`` (aiokafka: 5 
 leader rebalances when a subscribed topic's partitions change in it, which is how an assignment
 made while a restarted broker did not list the topics yet is redone (``assignor.py``): within
 seconds rather than minutes.
+
+Faust declares its topics when it starts; a broker that has just restarted refuses that for a
+few seconds ("All brokers are currently fenced", InvalidReplicationFactorError), and Faust let
+the error end the worker. Here the declaration is retried for up to ``DECLARE_RETRY_S``; and the
+producer and consumer retry their first connection for up to ``INBOUND_AUDIT_KAFKA_TIMEOUT_S``
+(``pipeline.kafka.patient_bootstrap``) instead of ending the worker when Kafka is away as it starts.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from typing import Any
 
 import aiokafka
+from aiokafka.errors import InvalidReplicationFactorError
 from faust.transport.drivers import aiokafka as driver
+from mode import Service
 
-__all__ = ["FETCH_MAX_WAIT_MS", "METADATA_MAX_AGE_MS", "Transport"]
+from pipeline.kafka.patient_bootstrap import patient_bootstrap
+from pipeline.settings import Settings
+
+__all__ = ["DECLARE_RETRY_S", "FETCH_MAX_WAIT_MS", "METADATA_MAX_AGE_MS", "Transport"]
+
+log = logging.getLogger(__name__)
 
 FETCH_MAX_WAIT_MS = 500
 METADATA_MAX_AGE_MS = 5000
+DECLARE_RETRY_S = 30.0
+
+
+def _audit_settings(app: Any) -> Settings:
+    """Our settings, which ``app._FaustApp`` carries for the transport."""
+    settings: Settings = app.audit_settings
+    return settings
 
 
 class _ConsumerThread(driver.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # noqa: SLF001 - read when the consumer starts
-        consumer._fetch_max_bytes = transport.app.fetch_max_bytes  # noqa: SLF001 - likewise
+        settings = _audit_settings(transport.app)
+        consumer._fetch_max_bytes = settings.fetch_max_bytes  # noqa: SLF001 - likewise
         consumer._client._metadata_max_age_ms = METADATA_MAX_AGE_MS  # noqa: SLF001 - read by its refresh loop
+        patient_bootstrap(consumer._client, settings.kafka_timeout_s)  # noqa: SLF001 - before it starts
         return consumer
 
 
@@ -48,7 +73,39 @@ class _Consumer(driver.Consumer):
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
+class _Producer(driver.Producer):
+    def _new_producer(self, transactional_id: str | None = None) -> aiokafka.AIOKafkaProducer:
+        producer = super()._new_producer(transactional_id)
+        patient_bootstrap(producer.client, _audit_settings(self.app).kafka_timeout_s)
+        return producer
+
+
 class Transport(driver.Transport):
-    """``kafka://`` with the short fetch wait."""
+    """``kafka://`` with short, small fetches, and topic declarations that ride out a restarting broker."""
 
     Consumer = _Consumer
+    Producer = _Producer
+
+    async def _create_topic(
+        self,
+        owner: Service,
+        client: aiokafka.AIOKafkaClient,
+        topic: str,
+        partitions: int,
+        replication: int,
+        **kwargs: Any,
+    ) -> None:
+        deadline = time.monotonic() + DECLARE_RETRY_S
+        refused = False
+        while True:
+            try:
+                return await super()._create_topic(owner, client, topic, partitions, replication, **kwargs)
+            except InvalidReplicationFactorError as exc:
+                if time.monotonic() > deadline:
+                    raise
+                if not refused:
+                    refused = True
+                    log.warning(
+                        "Kafka cannot create %s yet (%s); retrying for up to %.0f s", topic, exc, DECLARE_RETRY_S
+                    )
+                await asyncio.sleep(0.5)

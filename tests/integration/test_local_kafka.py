@@ -70,12 +70,9 @@ def _fake_mvn(directory: Path, marker: Path) -> None:
 
 
 def test_start_stop_start_reuses_the_jar_cache(
-    tmp_path: Path, kafka_home: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, home_with_jars: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    home = tmp_path / "home"
-    home.mkdir()
-    for cached in kafka_home.glob("kafka-*"):  # share the jars; a missing cache is fetched here instead
-        (home / cached.name).symlink_to(cached)
+    home = home_with_jars
     monkeypatch.delenv("INBOUND_AUDIT_KAFKA_CONTROLLER_PORT", raising=False)
     settings = Settings(local_kafka_port=RESTART_PORT, home_dir=home)
     try:

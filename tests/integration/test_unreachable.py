@@ -44,17 +44,6 @@ def listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-@pytest.fixture
-def home_with_jars(tmp_path: Path, kafka_home: Path) -> Path:
-    """A private INBOUND_AUDIT_HOME sharing the jar cache: a command that wrongly started the local
-    broker would really start it here (and the test would see it), not fail for want of jars."""
-    home = tmp_path / "home"
-    home.mkdir()
-    for cached in kafka_home.glob("kafka-*"):
-        (home / cached.name).symlink_to(cached)
-    return home
-
-
 @pytest.mark.parametrize("command", COMMANDS, ids=[c[0] for c in COMMANDS])
 def test_command_fails_fast_with_one_line_and_starts_no_broker(command: list[str], home_with_jars: Path) -> None:
     port = free_port()
