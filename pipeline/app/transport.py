@@ -21,10 +21,10 @@ made while a restarted broker did not list the topics yet is redone (``assignor.
 seconds rather than minutes.
 
 Faust declares its topics when it starts; a broker that has just restarted refuses that for a
-few seconds ("All brokers are currently fenced", InvalidReplicationFactorError), and Faust let
-the error end the worker. Here the declaration is retried for up to ``DECLARE_RETRY_S``; and the
-producer and consumer retry their first connection for up to ``INBOUND_AUDIT_KAFKA_TIMEOUT_S``
-(``pipeline.kafka.patient_bootstrap``) instead of ending the worker when Kafka is away as it starts.
+few seconds ("All brokers are currently fenced", InvalidReplicationFactorError), and a broker
+that went away meanwhile fails it with NodeNotReadyError; Faust let either end the worker. Here
+the declaration is retried for up to ``INBOUND_AUDIT_KAFKA_TIMEOUT_S``, and the producer and
+consumer retry their first connection as long (``pipeline.kafka.patient_bootstrap``).
 """
 
 from __future__ import annotations
@@ -35,20 +35,19 @@ import time
 from typing import Any
 
 import aiokafka
-from aiokafka.errors import InvalidReplicationFactorError
+from aiokafka.errors import InvalidReplicationFactorError, KafkaConnectionError, NodeNotReadyError
 from faust.transport.drivers import aiokafka as driver
 from mode import Service
 
 from pipeline.kafka.patient_bootstrap import patient_bootstrap
 from pipeline.settings import Settings
 
-__all__ = ["DECLARE_RETRY_S", "FETCH_MAX_WAIT_MS", "METADATA_MAX_AGE_MS", "Transport"]
+__all__ = ["FETCH_MAX_WAIT_MS", "METADATA_MAX_AGE_MS", "Transport"]
 
 log = logging.getLogger(__name__)
 
 FETCH_MAX_WAIT_MS = 500
 METADATA_MAX_AGE_MS = 5000
-DECLARE_RETRY_S = 30.0
 
 
 def _audit_settings(app: Any) -> Settings:
@@ -95,17 +94,16 @@ class Transport(driver.Transport):
         replication: int,
         **kwargs: Any,
     ) -> None:
-        deadline = time.monotonic() + DECLARE_RETRY_S
+        limit_s = _audit_settings(self.app).kafka_timeout_s
+        deadline = time.monotonic() + limit_s
         refused = False
         while True:
             try:
                 return await super()._create_topic(owner, client, topic, partitions, replication, **kwargs)
-            except InvalidReplicationFactorError as exc:
+            except (InvalidReplicationFactorError, KafkaConnectionError, NodeNotReadyError) as exc:
                 if time.monotonic() > deadline:
                     raise
                 if not refused:
                     refused = True
-                    log.warning(
-                        "Kafka cannot create %s yet (%s); retrying for up to %.0f s", topic, exc, DECLARE_RETRY_S
-                    )
+                    log.warning("Kafka cannot create %s yet (%r); retrying for up to %.0f s", topic, exc, limit_s)
                 await asyncio.sleep(0.5)

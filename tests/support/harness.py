@@ -127,10 +127,16 @@ class WorkerProcess:
         while not self.log_has(text):
             assert self.proc is not None
             if self.proc.poll() is not None:
-                raise AssertionError(f"{self.name} exited {self.proc.returncode}:\n" + "\n".join(self.lines[-30:]))
+                raise AssertionError(f"{self.name} exited {self.proc.returncode}:\n" + self.why_it_ended())
             if time.monotonic() > deadline:
                 raise AssertionError(f"{self.name}: no {text!r} in log:\n" + "\n".join(self.lines[-30:]))
             await asyncio.sleep(0.1)
+
+    def why_it_ended(self) -> str:
+        """The log's first traceback (where a crash starts; the tail is mostly the shutdown) and its tail."""
+        first = next((i for i, line in enumerate(self.lines) if "Traceback (most recent call last)" in line), None)
+        head = self.lines[first : first + 40] + ["..."] if first is not None else []
+        return "\n".join(head + self.lines[-30:])
 
     async def wait_ready(self, timeout_s: float = 60.0) -> None:
         await self.wait_for_log("answering queries", timeout_s)
