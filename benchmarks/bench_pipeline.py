@@ -28,6 +28,8 @@ names from ``tests.support.harness.isolated_env``); all topics it created are de
                printed). That batch's ingest rate is printed too ("with queries running").
    floor     — the same idle query mix answered by a plain aiokafka echo in a child process (no
                Faust, no counting) on a topic of its own: what the broker and the client alone cost.
+               During ingest every request is also sent to the echo right after the worker has
+               answered it, so the floor is measured under the same moment's load.
 
 7. series    — ``--series-events`` ``series_add`` events of one cidr series (IPv4 keys from the same
                pool, counts 1-3, as 1,000-event arrays) on a topic of their own, a fresh worker per
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import multiprocessing as mp
 import os
@@ -54,7 +57,7 @@ import sys
 import tempfile
 import time
 import timeit
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -434,10 +437,16 @@ def query_mix(n: int, seed: int) -> list[tuple[str, dict[str, Any]]]:
 
 
 async def timed_queries(
-    req: Requester, mix: list[tuple[str, dict[str, Any]]], *, stop_when: dict[tuple[str, int], int] | None = None
+    req: Requester,
+    mix: list[tuple[str, dict[str, Any]]],
+    *,
+    stop_when: dict[tuple[str, int], int] | None = None,
+    floor: tuple[Requester, list[float]] | None = None,
 ) -> list[tuple[str, float]]:
     """Sequential round trips in ms. With ``stop_when``: every 20 requests check the totals (not
-    timed) and stop once they match, so only requests sent during ingest are kept."""
+    timed) and stop once they match, so only requests sent during ingest are kept. With ``floor``
+    (the echo's requester and a list): each request is also sent to the echo right after, and its
+    round trip appended to the list, so both see the same moment's load."""
     samples: list[tuple[str, float]] = []
     errors = 0
     for i, (kind, request) in enumerate(mix):
@@ -447,13 +456,18 @@ async def timed_queries(
         reply = await req.ask(request)
         samples.append((kind, (time.perf_counter() - t) * 1000))
         errors += not reply.get("ok")
+        if floor is not None:
+            t = time.perf_counter()
+            await floor[0].ask(request)
+            floor[1].append((time.perf_counter() - t) * 1000)
     if errors:
         print(f"  WARNING: {errors} error replies in the query mix")
     return samples
 
 
-async def echo_round_trips(args: argparse.Namespace, settings: Settings) -> tuple[float, float]:
-    """Median p50 and p99 of the same query mix answered by ``echo_child`` on a topic of its own."""
+@contextlib.asynccontextmanager
+async def echo_server(args: argparse.Namespace, settings: Settings) -> AsyncIterator[Requester]:
+    """``echo_child`` on a requests topic of its own, and a warmed-up requester for it."""
     topic = f"{settings.requests_topic}.echo"
     admin = AIOKafkaAdminClient(bootstrap_servers=args.bootstrap)
     await admin.start()
@@ -470,17 +484,22 @@ async def echo_round_trips(args: argparse.Namespace, settings: Settings) -> tupl
         async with Requester(dataclasses.replace(settings, requests_topic=topic)) as echo:
             for _ in range(20):  # warm-up, as for the worker
                 await echo.ask(query_mix(1, 0)[0][1])
-            p50s, p99s = [], []
-            for r in range(args.repeat):
-                ms = [s for _, s in await timed_queries(echo, query_mix(args.queries, 100 + r))]
-                p50s.append(pct(ms, 50))
-                p99s.append(pct(ms, 99))
-                print(f"  echo floor: {len(ms)} round trips, p50 {p50s[-1]:.2f} ms, p99 {p99s[-1]:.2f} ms", flush=True)
-        return statistics.median(p50s), statistics.median(p99s)
+            yield echo
     finally:
         proc.kill()
         proc.join(5)
         await delete_topics(args.bootstrap, [topic])
+
+
+async def echo_round_trips(args: argparse.Namespace, echo: Requester) -> tuple[float, float]:
+    """Median p50 and p99 of the same query mix answered by the echo (idle)."""
+    p50s, p99s = [], []
+    for r in range(args.repeat):
+        ms = [s for _, s in await timed_queries(echo, query_mix(args.queries, 100 + r))]
+        p50s.append(pct(ms, 50))
+        p99s.append(pct(ms, 99))
+        print(f"  echo floor: {len(ms)} round trips, p50 {p50s[-1]:.2f} ms, p99 {p99s[-1]:.2f} ms", flush=True)
+    return statistics.median(p50s), statistics.median(p99s)
 
 
 def pct(values: list[float], p: float) -> float:
@@ -518,6 +537,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     workers: list[WorkerProcess] = []
     publishers: list[Publisher] = []
     req: Requester | None = None
+    stack = contextlib.AsyncExitStack()
     try:
         base = isolated_env(args.bootstrap, PARTITIONS, MONITORS)
         topics += topic_names(base)
@@ -625,7 +645,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 flush=True,
             )
         res["idle_p50"], res["idle_p99"] = statistics.median(p50s), statistics.median(p99s)
-        res["echo_p50"], res["echo_p99"] = await echo_round_trips(args, settings)
+        echo = await stack.enter_async_context(echo_server(args, settings))
+        res["echo_p50"], res["echo_p99"] = await echo_round_trips(args, echo)
         res["idle_by_kind"] = {
             k: (pct([s for kk, s in idle_all if kk == k], 50), pct([s for kk, s in idle_all if kk == k], 99))
             for k in QUERY_KINDS
@@ -651,16 +672,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         want = add(want, third.totals)
         third.go()
         await asyncio.sleep(0.2)  # let the first messages reach the worker
-        samples = await timed_queries(req, query_mix(args.queries, 999), stop_when=want)
+        floor_ms: list[float] = []  # the echo's round trips, each right after a worker's
+        samples = await timed_queries(req, query_mix(args.queries, 999), stop_when=want, floor=(echo, floor_ms))
         ms = [s for _, s in samples]
         res["busy_p50"], res["busy_p99"], res["busy_n"] = pct(ms, 50), pct(ms, 99), len(ms)
+        res["busy_echo_p50"], res["busy_echo_p99"] = pct(floor_ms, 50), pct(floor_ms, 99)
         t_end = await wait_totals(req, want)
         t_first, _ = await third.done()
         res["live_queried"] = sum(third.totals.values()) / (t_end - t_first)
         print(
             f"  queries during ingest: {len(ms)} round trips, p50 {res['busy_p50']:.2f} ms, "
             f"p99 {res['busy_p99']:.2f} ms, max {max(ms, default=float('nan')):.2f} ms; that ingest ran at "
-            f"{res['live_queried']:,.0f} events/s",
+            f"{res['live_queried']:,.0f} events/s; the echo meanwhile: p50 {res['busy_echo_p50']:.2f} ms, "
+            f"p99 {res['busy_echo_p99']:.2f} ms",
             flush=True,
         )
 
@@ -698,6 +722,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             res["series"] = await series_rates(args, topics, workers)
         return res
     finally:
+        await stack.aclose()
         for p in publishers:
             p.kill()
         if req is not None:
@@ -847,6 +872,12 @@ def main() -> None:
         ),
         (f"query p50 during ingest (n={res['busy_n']})", f"{res['busy_p50']:.2f} ms", ""),
         (f"query p99 during ingest (n={res['busy_n']})", f"{res['busy_p99']:.2f} ms", ""),
+        (
+            "  floor meanwhile: echo p50/p99",
+            f"{res['busy_echo_p50']:.2f}/{res['busy_echo_p99']:.2f} ms",
+            f"busy / floor: p50 {res['busy_p50'] / res['busy_echo_p50']:.2f}x, "
+            f"p99 {res['busy_p99'] / res['busy_echo_p99']:.2f}x",
+        ),
     ]
     print()
     print(f"{'measure':<40} {'value':>16}  target")
