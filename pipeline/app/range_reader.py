@@ -48,6 +48,7 @@ class RangeReader:
             consumer.assign([tp])
             begin = (await consumer.beginning_offsets([tp]))[tp]
             start, end = span(begin, (await consumer.end_offsets([tp]))[tp])
+            start = max(start, begin)  # offsets the log no longer holds are not asked for
             consumer.seek(tp, start)
             out: list[Any] = []
             while await consumer.position(tp) < end:

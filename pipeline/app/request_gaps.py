@@ -5,8 +5,12 @@ generation that changed under it) while the consumer's position has moved past t
 requests would never be answered. The ingest agent makes its batches contiguous for the same
 reason (``Ingester._contiguous``); this does it for requests: per requests partition it keeps the
 next offset it expects (from the group's committed offset after an assignment), and when a
-request arrives past it, the skipped ones are read back and answered first. A request answered
-twice (the previous owner answered it but had not committed) is harmless: clients match by id.
+request arrives past it, the skipped ones are read back and answered first. A partition the group
+never committed is read from its beginning, as the worker's consumer does (``earliest``): a new
+group's first rebalance, or a takeover from a worker that died before its first commit, dropped
+requests that were then never answered (one in a CI run of the SIGSTOP test, before its SIGSTOP).
+A request answered twice (the previous owner answered it but had not committed) is harmless:
+clients match by id.
 """
 
 from __future__ import annotations
@@ -44,8 +48,8 @@ class RequestGaps:
         self._next[partition] = max(offset + 1, expected or 0)
         try:
             if expected is None:
-                expected = await self._committed(partition)
-            if expected is None or offset <= expected:
+                expected = await self._committed(partition) or 0  # none: from the beginning
+            if offset <= expected:
                 return []
             records = await self._reader.read(self._topic, partition, expected, offset)
         except KafkaError as exc:  # answering what did arrive comes first

@@ -36,10 +36,24 @@ async def test_skipped_requests_are_read_back_from_the_committed_offset_and_betw
     assert await gaps.missed(0, 17) == ["0@15", "0@16"]
     assert await gaps.missed(0, 12) == []  # a re-delivery after a rewind: answered again, nothing read
     assert await gaps.missed(0, 18) == []
-    assert await gaps.missed(1, 5) == []  # never committed: nothing known to be skipped
+    # Never committed: the consumer starts from the beginning (earliest), so 0..4 were skipped.
+    assert await gaps.missed(1, 5) == ["1@0", "1@1", "1@2", "1@3", "1@4"]
     assert await gaps.missed(1, 7) == ["1@6"]
-    assert reader.calls == [("requests", 0, 10, 13), ("requests", 0, 15, 17), ("requests", 1, 6, 7)]
-    assert gaps.read_back == 6
+    assert reader.calls == [
+        ("requests", 0, 10, 13),
+        ("requests", 0, 15, 17),
+        ("requests", 1, 0, 5),
+        ("requests", 1, 6, 7),
+    ]
+    assert gaps.read_back == 11
+
+
+async def test_a_never_committed_partition_delivered_from_its_start_reads_nothing() -> None:
+    reader = _Reader()
+    gaps = _gaps(reader, {2: None})
+    assert await gaps.missed(2, 0) == []
+    assert await gaps.missed(2, 1) == []
+    assert reader.calls == []
 
 
 async def test_a_revoked_partition_starts_again_from_its_committed_offset() -> None:
