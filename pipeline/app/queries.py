@@ -38,7 +38,7 @@ from pipeline.core.series_query import (
     conflict,
 )
 from pipeline.errors import AuditError
-from pipeline.kafka.patient_bootstrap import patient_bootstrap
+from pipeline.kafka.retry import patient_bootstrap
 from pipeline.settings import Settings
 
 __all__ = ["Responder"]

@@ -24,14 +24,11 @@ Faust declares its topics when it starts; a broker that has just restarted refus
 few seconds ("All brokers are currently fenced", InvalidReplicationFactorError), and a broker
 that went away meanwhile fails it with NodeNotReadyError; Faust let either end the worker. Here
 the declaration is retried for up to ``INBOUND_AUDIT_KAFKA_TIMEOUT_S``, and the producer and
-consumer retry their first connection as long (``pipeline.kafka.patient_bootstrap``).
+consumer retry their first connection as long (``pipeline.kafka.retry``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
 from typing import Any
 
 import aiokafka
@@ -39,12 +36,10 @@ from aiokafka.errors import InvalidReplicationFactorError, KafkaConnectionError,
 from faust.transport.drivers import aiokafka as driver
 from mode import Service
 
-from pipeline.kafka.patient_bootstrap import patient_bootstrap
+from pipeline.kafka.retry import patient_bootstrap, retry_for
 from pipeline.settings import Settings
 
 __all__ = ["FETCH_MAX_WAIT_MS", "METADATA_MAX_AGE_MS", "Transport"]
-
-log = logging.getLogger(__name__)
 
 FETCH_MAX_WAIT_MS = 500
 METADATA_MAX_AGE_MS = 5000
@@ -94,16 +89,10 @@ class Transport(driver.Transport):
         replication: int,
         **kwargs: Any,
     ) -> None:
-        limit_s = _audit_settings(self.app).kafka_timeout_s
-        deadline = time.monotonic() + limit_s
-        refused = False
-        while True:
-            try:
-                return await super()._create_topic(owner, client, topic, partitions, replication, **kwargs)
-            except (InvalidReplicationFactorError, KafkaConnectionError, NodeNotReadyError) as exc:
-                if time.monotonic() > deadline:
-                    raise
-                if not refused:
-                    refused = True
-                    log.warning("Kafka cannot create %s yet (%r); retrying for up to %.0f s", topic, exc, limit_s)
-                await asyncio.sleep(0.5)
+        await retry_for(
+            lambda: super(Transport, self)._create_topic(owner, client, topic, partitions, replication, **kwargs),
+            (InvalidReplicationFactorError, KafkaConnectionError, NodeNotReadyError),
+            _audit_settings(self.app).kafka_timeout_s,
+            every_s=0.5,
+            what=f"Kafka cannot create {topic} yet",
+        )

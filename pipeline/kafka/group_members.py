@@ -10,9 +10,6 @@ back with new monitors; a member that was killed stays listed until its session 
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import (
@@ -25,6 +22,7 @@ from aiokafka.errors import (
 from pipeline.core.windows import Monitor
 from pipeline.errors import ConfigError
 from pipeline.kafka.connection import client_options, connection_error
+from pipeline.kafka.retry import retry_for
 from pipeline.settings import Settings
 
 __all__ = ["monitor_list", "member_client_id", "running_monitor_lists", "ensure_group_monitors", "committed_offset"]
@@ -49,17 +47,14 @@ async def running_monitor_lists(settings: Settings, bootstrap: str) -> set[str]:
     A new cluster has no group coordinator for its first seconds (``__consumer_offsets`` is being
     created): that is waited out, up to ``kafka_timeout_s``."""
     admin = AIOKafkaAdminClient(**client_options(settings, bootstrap), client_id="inbound-audit-group-check")
-    deadline = time.monotonic() + settings.kafka_timeout_s
     try:
         await admin.start()
-        while True:
-            try:
-                responses = await admin.describe_consumer_groups([settings.group_id])
-                break
-            except _COORDINATOR_NOT_YET:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.5)
+        responses = await retry_for(
+            lambda: admin.describe_consumer_groups([settings.group_id]),
+            _COORDINATOR_NOT_YET,
+            settings.kafka_timeout_s,
+            every_s=0.5,
+        )
     except KafkaError as exc:
         raise await connection_error(settings, exc, bootstrap) from exc
     finally:
