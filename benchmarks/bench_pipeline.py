@@ -68,10 +68,10 @@ if str(REPO) not in sys.path:
 
 import orjson  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
+from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
 
 from pipeline.settings import Settings  # noqa: E402
-from tests.support.harness import Requester, WorkerProcess, isolated_env, prepare_topics  # noqa: E402
+from tests.support.harness import Requester, WorkerProcess, create_topics, isolated_env, prepare_topics  # noqa: E402
 
 MONITORS = "60,1 300,6 1800,4"
 MONITOR_LIST = [(60, 1), (300, 6), (1800, 4)]
@@ -469,12 +469,7 @@ async def timed_queries(
 async def echo_server(args: argparse.Namespace, settings: Settings) -> AsyncIterator[Requester]:
     """``echo_child`` on a requests topic of its own, and a warmed-up requester for it."""
     topic = f"{settings.requests_topic}.echo"
-    admin = AIOKafkaAdminClient(bootstrap_servers=args.bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
-    finally:
-        await admin.close()
+    await create_topics(args.bootstrap, {topic: PARTITIONS})
     ctx = mp.get_context("spawn")
     conn, child = ctx.Pipe()
     proc = ctx.Process(target=echo_child, args=(args.bootstrap, topic, child), daemon=True)

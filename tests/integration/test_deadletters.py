@@ -9,7 +9,7 @@ import uuid
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from harness import create_topics
 from usage import run_cli
 
 pytestmark = pytest.mark.integration
@@ -19,12 +19,7 @@ COMMITTED = 7
 
 async def write_letters(bootstrap: str, topic: str) -> None:
     """Letters 1..COMMITTED, each in its own committed transaction, and a rolled-back one between each."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 1, 1)])
-    finally:
-        await admin.close()
+    await create_topics(bootstrap, {topic: 1})
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=f"{topic}.writer")
     await producer.start()
     try:

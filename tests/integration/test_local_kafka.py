@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from harness import create_topics
 
 from pipeline.errors import LocalKafkaError
 from pipeline.kafka.local_kafka import ensure_local_kafka, local_kafka_running, reset_local_kafka, stop_local_kafka
@@ -28,12 +28,7 @@ RECORDS: list[tuple[bytes | None, bytes]] = [
 
 async def test_records_round_trip_byte_for_byte(kafka_bootstrap: str, unique_topic_prefix: str) -> None:
     topic = f"{unique_topic_prefix}.roundtrip"
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
-    finally:
-        await admin.close()
+    await create_topics(kafka_bootstrap, {topic: 1})
 
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
     await producer.start()

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from audit_oracle import generate
-from harness import Requester, WorkerProcess, isolated_env, prepare_topics, publish, read_topic
+from harness import Requester, WorkerProcess, create_topics, isolated_env, prepare_topics, publish, read_topic
 from test_pipeline_e2e import MONITORS, MONITORS_ENV, assert_answers_match, wait_caught_up
 
 import pipeline.clients.publisher as publisher_module
@@ -54,12 +53,7 @@ async def test_publisher_and_client_ride_out_a_broker_outage(
     caplog.set_level(logging.WARNING)
     bootstrap = await asyncio.to_thread(ensure_local_kafka, private_broker)
     settings = Settings(bootstrap_servers=bootstrap, events_topic="outage.events", requests_topic="outage.requests")
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic("outage.events", 1, 1), NewTopic("outage.requests", 1, 1)])
-    finally:
-        await admin.close()
+    await create_topics(bootstrap, {"outage.events": 1, "outage.requests": 1})
 
     probes: list[float] = []
     real_reachable = publisher_module.reachable

@@ -7,7 +7,7 @@ import tracemalloc
 import uuid
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from harness import create_topics
 from usage import run_cli
 
 from pipeline.cli.simulate import TrafficModel, simulate
@@ -46,12 +46,7 @@ def test_out_of_bounds_runs_are_refused_in_one_line(args: list[str], message: st
 async def test_simulate_streams_instead_of_keeping_events(kafka_bootstrap: str) -> None:
     rate, nodes = 40_000, 3
     settings = Settings(bootstrap_servers=kafka_bootstrap, events_topic=f"t{uuid.uuid4().hex[:10]}.events")
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(settings.events_topic, 1, 1)])
-    finally:
-        await admin.close()
+    await create_topics(kafka_bootstrap, {settings.events_topic: 1})
 
     tracemalloc.start()
     try:

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from pipeline.kafka.local_kafka import (
     ensure_local_kafka,
@@ -175,19 +176,22 @@ async def publish(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | N
         await producer.stop()
 
 
+async def create_topics(bootstrap: str, partitions: dict[str, int]) -> None:
+    """New topics (name -> partition count), replication 1, on the test broker."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, n, 1) for name, n in partitions.items()])
+    finally:
+        await admin.close()
+
+
 async def reply_channel(
     bootstrap: str, reply_topic: str, fetch_max_wait_ms: int, **producer_options: Any
 ) -> tuple[AIOKafkaProducer, AIOKafkaConsumer]:
     """A new one-partition reply topic, a zero-linger request producer, and a consumer reading
     the reply topic from its start (both started)."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(reply_topic, 1, 1)])
-    finally:
-        await admin.close()
+    await create_topics(bootstrap, {reply_topic: 1})
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, **producer_options)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, fetch_max_wait_ms=fetch_max_wait_ms)
     await producer.start()

@@ -26,12 +26,11 @@ from dataclasses import dataclass, field
 import aiohttp
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from audit_oracle import Monitor, block_of
 from decoder_fuzz import mutated_message
 from fuzz_inputs import FUZZ_IPS, FUZZ_NODES, EventInput, encode, event_input, request_input
 from fuzz_ledger import Ledger
-from harness import SNAPSHOT_ROOT, isolated_env, prepare_topics, read_topic
+from harness import SNAPSHOT_ROOT, create_topics, isolated_env, prepare_topics, read_topic
 from soak_cluster import Fleet, FleetWorker, PrivateBroker
 
 from pipeline.core.decoding import BatchDecoder
@@ -278,12 +277,7 @@ async def run_fuzz(inputs: int, seed: int, bootstrap: str | None, port: int) -> 
     try:
         settings = await prepare_topics(env)
         reply_to = f"{settings.reply_topic_prefix}.fuzz-{env['INBOUND_AUDIT_GROUP_ID']}"
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
-        try:
-            await admin.create_topics([NewTopic(reply_to, 1, 1)])
-        finally:
-            await admin.close()
+        await create_topics(bootstrap, {reply_to: 1})
         worker = fleet.join()
         await fleet.ready()
         started = time.monotonic()
