@@ -19,8 +19,12 @@ __all__ = ["PrefixCounts", "KEY_DTYPES", "key_of", "keys_to_ints"]
 #: numpy key dtype per address family.
 KEY_DTYPES: dict[int, np.dtype] = {4: np.dtype(np.uint32), 6: np.dtype("S16")}
 
-#: Pending inserts below this size are scanned at query time instead of merged first.
+#: Pending inserts up to this size, or up to 1/8 of the merged keys, are scanned at query time
+#: instead of merged first: a query never pays for merging a large cell (tens of ms at 10^6 keys).
 _SCAN_PENDING_MAX = 16_384
+
+#: The largest address per family: a block from 0 to it is the whole family (``/0``).
+_FAMILY_MAX = {4: (1 << 32) - 1, 6: (1 << 128) - 1}
 
 
 def key_of(family: int, value: int) -> np.generic:
@@ -41,7 +45,7 @@ def keys_to_ints(family: int, keys: np.ndarray) -> list[int]:
 class PrefixCounts:
     """Sorted unique keys with counts and running sums, plus a buffer of unmerged inserts."""
 
-    __slots__ = ("family", "keys", "vals", "cum", "_pending_keys", "_pending_vals", "_pending_len")
+    __slots__ = ("family", "keys", "vals", "cum", "_pending_keys", "_pending_vals", "_pending_len", "_pending_sum")
 
     def __init__(self, family: int) -> None:
         self.family = family
@@ -51,6 +55,7 @@ class PrefixCounts:
         self._pending_keys: list[np.ndarray] = []
         self._pending_vals: list[np.ndarray] = []
         self._pending_len = 0
+        self._pending_sum = 0
 
     @classmethod
     def from_sorted(cls, family: int, keys: np.ndarray, vals: np.ndarray) -> PrefixCounts:
@@ -67,6 +72,7 @@ class PrefixCounts:
         self._pending_keys.append(keys)
         self._pending_vals.append(vals)
         self._pending_len += len(keys)
+        self._pending_sum += int(vals.sum())
         if self._pending_len > max(65_536, len(self.keys) // 2):
             self.compact()
 
@@ -76,7 +82,7 @@ class PrefixCounts:
             return
         all_keys = np.concatenate([self.keys, *self._pending_keys])
         all_vals = np.concatenate([self.vals, *self._pending_vals])
-        self._pending_keys, self._pending_vals, self._pending_len = [], [], 0
+        self._pending_keys, self._pending_vals, self._pending_len, self._pending_sum = [], [], 0, 0
         order = np.argsort(all_keys, kind="stable")
         sorted_keys = all_keys[order]
         starts = np.flatnonzero(np.concatenate(([True], sorted_keys[1:] != sorted_keys[:-1])))
@@ -86,8 +92,10 @@ class PrefixCounts:
 
     def range_sum(self, lo: int, hi: int) -> int:
         """Total count of addresses ``lo <= a <= hi`` (an inclusive CIDR block)."""
+        if lo == 0 and hi == _FAMILY_MAX[self.family]:
+            return self.total()
         lo_key, hi_key = key_of(self.family, lo), key_of(self.family, hi)
-        if self._pending_len > _SCAN_PENDING_MAX:
+        if self._pending_len > max(_SCAN_PENDING_MAX, len(self.keys) // 8):
             self.compact()
         total = 0
         if self._pending_len:
@@ -98,7 +106,7 @@ class PrefixCounts:
         return total + int(self.cum[j] - self.cum[i])
 
     def total(self) -> int:
-        return int(self.cum[-1]) + sum(int(v.sum()) for v in self._pending_vals)
+        return int(self.cum[-1]) + self._pending_sum
 
     def merged(self) -> tuple[np.ndarray, np.ndarray]:
         """All (key, count) pairs, merged; for summaries and snapshots."""
