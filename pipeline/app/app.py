@@ -8,6 +8,7 @@
                         named series' definitions, first per name in log order.
 * ``queries`` agent  — requests topic; one reply per request on its ``reply_to`` (``queries.py``).
 * timers             — expire old windows, publish window summaries, snapshot the replica,
+                        read owned partitions Faust stopped delivering (``stalls.py``),
                         watch the broker connection, log a stats line.
 
 Processing guarantee: Faust's ``at_least_once`` with operations that are idempotent per source
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import faust
+from faust.exceptions import ConsumerNotStarted
 from mode import Service
 
 from pipeline.app.assignor import Assignor
@@ -36,6 +38,7 @@ from pipeline.app.queries import Responder
 from pipeline.app.range_reader import RangeReader
 from pipeline.app.request_gaps import RequestGaps
 from pipeline.app.series_table import SeriesDefinitions, SeriesTable
+from pipeline.app.stalls import STALL_CHECK_S, StallGuard
 from pipeline.app.state_table import FleetStateManager, FleetStateTable
 from pipeline.app.summary_publisher import SummaryPublisher
 from pipeline.app.transport import Transport
@@ -73,7 +76,9 @@ class AuditApp:
     responder: Responder
     summaries: SummaryPublisher
     request_gaps: RequestGaps
+    reader: RangeReader
     clock: Callable[[], float] = time.time
+    stall_guards: tuple[StallGuard, ...] = ()
     cluster_id: str = ""
     failure: str | None = None
 
@@ -220,6 +225,7 @@ def build_app(settings: Settings, bootstrap: str, *, clock: Callable[[], float] 
             settings.requests_topic,
             lambda partition: committed_offset(settings, bootstrap, settings.requests_topic, partition),
         ),
+        reader,
         clock,
     )
     manager.reader = reader
@@ -291,6 +297,8 @@ def _register_agents(audit: AuditApp, events: faust.TopicT, requests: faust.Topi
         # queries then sometimes stalled after a rebalance, in 2 of 7 SIGKILL runs.)
         async for event in stream.events():
             message = event.message
+            if audit.request_gaps.answered(message.partition, message.offset):
+                continue
             for record in await audit.request_gaps.missed(message.partition, message.offset):
                 audit.responder.handle(record.partition, record.offset, record.value)
             audit.responder.handle(message.partition, message.offset, message.value)
@@ -314,6 +322,18 @@ def _register_timers(audit: AuditApp) -> None:
             if audit.manager.recovered.is_set():
                 await audit.save_snapshot()
 
+    guards = audit.stall_guards = _stall_guards(audit)
+
+    @app.timer(STALL_CHECK_S, name="stalls")
+    async def stalls_tick() -> None:
+        if audit.manager.recovered.is_set():
+            try:
+                assigned = app.consumer.assignment()
+            except ConsumerNotStarted:
+                return
+            for guard in guards:
+                await guard.check(sorted(tp.partition for tp in assigned if tp.topic == guard.topic), time.monotonic())
+
     last_line = [""]
 
     @app.timer(10.0, name="stats")
@@ -322,6 +342,31 @@ def _register_timers(audit: AuditApp) -> None:
         if line != last_line[0]:
             last_line[0] = line
             log.info("%s", line)
+
+
+def _stall_guards(audit: AuditApp) -> tuple[StallGuard, StallGuard]:
+    """Owned events and requests partitions Faust stopped delivering are read directly (``stalls.py``)."""
+    ingester, gaps, responder = audit.ingester, audit.request_gaps, audit.responder
+
+    async def written(partitions: list[int]) -> dict[int, int]:
+        return {p: ingester.last_written(p) for p in partitions}
+
+    async def ingest(partition: int, records: list[Any]) -> None:
+        await ingester.ingest([SourceMessage(partition, r.offset, r.timestamp, r.value) for r in records])
+
+    async def answered(partitions: list[int]) -> dict[int, int]:
+        return {p: await gaps.next_expected(p) - 1 for p in partitions}
+
+    async def answer(partition: int, records: list[Any]) -> None:
+        for record in records:
+            gaps.handled(partition, record.offset)
+            responder.handle(partition, record.offset, record.value)
+
+    settings = audit.settings
+    return (
+        StallGuard(audit.reader, settings.events_topic, written, ingest),
+        StallGuard(audit.reader, settings.requests_topic, answered, answer),
+    )
 
 
 def _forget_revoked(audit: AuditApp) -> Any:

@@ -69,6 +69,8 @@ class Ingester:
         self._reader = reader
         self.decoder = BatchDecoder(settings.monitors, settings.max_future_s, settings.decoder, series)
         self._cursor: dict[int, int] = {}  # events partition -> last source offset written
+        #: One writer per partition: the agent, or a direct read of a stalled partition (``stalls.py``).
+        self._locks: dict[int, asyncio.Lock] = {}
         self.stats = Counter[str]()
         self.dead_letter_reasons = Counter[str]()  # for the metrics: dead letters by reason
         self._pending: set[asyncio.Future[Any]] = set()
@@ -91,7 +93,8 @@ class Ingester:
         for message in messages:
             by_partition.setdefault(message.partition, []).append(message)
         for partition, batch in by_partition.items():
-            await self._ingest_partition(partition, batch)
+            async with self._locks.setdefault(partition, asyncio.Lock()):
+                await self._ingest_partition(partition, batch)
 
     async def _ingest_partition(self, partition: int, messages: list[SourceMessage]) -> None:
         cursor = self._cursor.get(partition)

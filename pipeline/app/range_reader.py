@@ -17,7 +17,8 @@ __all__ = ["RangeReader"]
 
 class RangeReader:
     """``await read(topic, partition, start, stop)``: the committed records with ``start <= offset < stop``;
-    ``await tail(topic, partition, count)``: those among the partition's last ``count`` offsets."""
+    ``await tail(topic, partition, count)``: those among the partition's last ``count`` offsets;
+    ``await end_offsets(topic, partitions)``: the offset after each partition's last committed record."""
 
     def __init__(self, client_options: Callable[[], dict[str, Any]]) -> None:
         self._client_options = client_options
@@ -36,7 +37,15 @@ class RangeReader:
         records = await self._read(TopicPartition(topic, partition), span)
         return records, reached[0]
 
-    async def _read(self, tp: TopicPartition, span: Callable[[int, int], tuple[int, int]]) -> list[Any]:
+    async def end_offsets(self, topic: str, partitions: list[int]) -> dict[int, int]:
+        consumer = await self._consumer()
+        try:
+            ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+            return {tp.partition: end for tp, end in ends.items()}
+        finally:
+            await consumer.stop()
+
+    async def _consumer(self) -> AIOKafkaConsumer:
         consumer = AIOKafkaConsumer(
             **self._client_options(),
             enable_auto_commit=False,
@@ -44,6 +53,10 @@ class RangeReader:
             isolation_level="read_committed",
         )
         await consumer.start()
+        return consumer
+
+    async def _read(self, tp: TopicPartition, span: Callable[[int, int], tuple[int, int]]) -> list[Any]:
+        consumer = await self._consumer()
         try:
             consumer.assign([tp])
             begin = (await consumer.beginning_offsets([tp]))[tp]

@@ -43,6 +43,23 @@ class RequestGaps:
         for partition in partitions:
             self._next.pop(partition, None)
 
+    async def next_expected(self, partition: int) -> int:
+        """The offset of the next request of ``partition`` to answer (from the committed offset
+        until one was delivered)."""
+        if partition not in self._next:
+            committed = await self._committed(partition) or 0
+            self._next.setdefault(partition, committed)  # unless a request arrived meanwhile
+        return self._next[partition]
+
+    def handled(self, partition: int, offset: int) -> None:
+        """A request read outside Faust's delivery (``stalls.py``) was answered."""
+        self._next[partition] = max(offset + 1, self._next.get(partition, 0))
+
+    def answered(self, partition: int, offset: int) -> bool:
+        """Whether Faust delivers a request already answered since the partition was assigned
+        (read directly while Faust held it back)."""
+        return offset < self._next.get(partition, 0)
+
     async def missed(self, partition: int, offset: int) -> list[Any]:
         expected = self._next.get(partition)
         self._next[partition] = max(offset + 1, expected or 0)

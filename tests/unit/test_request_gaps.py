@@ -34,7 +34,8 @@ async def test_skipped_requests_are_read_back_from_the_committed_offset_and_betw
     assert await gaps.missed(0, 13) == ["0@10", "0@11", "0@12"]  # 10..12 fetched and dropped by Faust
     assert await gaps.missed(0, 14) == []
     assert await gaps.missed(0, 17) == ["0@15", "0@16"]
-    assert await gaps.missed(0, 12) == []  # a re-delivery after a rewind: answered again, nothing read
+    assert await gaps.missed(0, 12) == []  # a re-delivery after a rewind: nothing read
+    assert gaps.answered(0, 12) and not gaps.answered(0, 18)  # ... and the agent skips it
     assert await gaps.missed(0, 18) == []
     # Never committed: the consumer starts from the beginning (earliest), so 0..4 were skipped.
     assert await gaps.missed(1, 5) == ["1@0", "1@1", "1@2", "1@3", "1@4"]
@@ -70,3 +71,16 @@ async def test_kafka_away_answers_what_arrived() -> None:
     gaps = _gaps(_Reader(fail=True), {0: 0})
     assert await gaps.missed(0, 5) == []
     assert await gaps.missed(0, 6) == []  # and goes on from there
+
+
+async def test_a_stalled_partition_answered_directly_is_not_answered_again_when_faust_delivers_it() -> None:
+    reader = _Reader()
+    gaps = _gaps(reader, {0: 10, 1: None})
+    assert await gaps.next_expected(0) == 10 and await gaps.next_expected(1) == 0
+    for offset in (10, 11, 12):  # read directly by the stall guard and answered
+        gaps.handled(0, offset)
+    assert await gaps.next_expected(0) == 13
+    assert [gaps.answered(0, offset) for offset in (10, 12, 13)] == [True, True, False]
+    assert await gaps.missed(0, 13) == [] and reader.calls == []
+    gaps.forget([0])  # revoked: from the committed offset again
+    assert not gaps.answered(0, 10) and await gaps.next_expected(0) == 10

@@ -1,0 +1,78 @@
+"""A partition Faust stops delivering is read directly, on the real broker: the stall guard with
+the worker's own Ingester and RangeReader (no Faust in between, which is the point: Faust is what
+stalls) turns the published events into deltas a replica applies, and its answers match the oracle."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from audit_oracle import generate, random_requests
+from harness import isolated_env, prepare_topics, publish
+from test_pipeline_e2e import MONITORS, MONITORS_ENV
+
+from pipeline.app.ingest import Ingester, SourceMessage
+from pipeline.app.range_reader import RangeReader
+from pipeline.app.stalls import StallGuard
+from pipeline.core.delta import decode_delta
+from pipeline.core.query import answer, parse_request
+from pipeline.core.replica import Replica
+from pipeline.core.series import SeriesCatalog
+from pipeline.kafka.connection import client_options
+
+pytestmark = pytest.mark.integration
+
+
+async def test_a_stalled_events_partition_is_read_directly_and_counted_exactly(kafka_bootstrap: str) -> None:
+    settings = await prepare_topics(isolated_env(kafka_bootstrap, 2, MONITORS_ENV))
+    stream = generate(MONITORS, time.time(), 3_000, seed=91)
+    await publish(kafka_bootstrap, settings.events_topic, stream.messages)
+
+    replica = Replica(settings.monitors)
+    outcomes: list[str] = []
+
+    async def send(topic: str, key: bytes | None, value: bytes, partition: int | None) -> Any:
+        if topic == settings.state_topic:  # applied as the state log would hand it back
+            outcomes.append(replica.apply(decode_delta(value), time.time()))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    reader = RangeReader(lambda: client_options(settings, kafka_bootstrap))
+    ingester = Ingester(settings, lambda: replica, send, reader)
+
+    async def written(partitions: list[int]) -> dict[int, int]:
+        return {p: ingester.last_written(p) for p in partitions}
+
+    async def ingest(partition: int, records: list[Any]) -> None:
+        await ingester.ingest([SourceMessage(partition, r.offset, r.timestamp, r.value) for r in records])
+
+    guard = StallGuard(reader, settings.events_topic, written, ingest, stall_s=5.0, max_messages=2)
+    ends = await reader.end_offsets(settings.events_topic, [0, 1])
+    assert sum(ends.values()) == len(stream.messages) and min(ends.values()) > 2  # several reads each
+
+    await guard.check([0, 1], now_s=100.0)  # behind: the clock starts
+    await guard.check([0, 1], now_s=104.0)  # not yet stalled for 5 s
+    assert guard.read_directly == 0 and not outcomes
+    now = 105.0
+    while guard.read_directly < len(stream.messages) and now < 200:
+        await guard.check([0, 1], now_s=now)
+        now += 5.0
+    assert guard.read_directly == len(stream.messages)
+    assert set(outcomes) == {"applied"}
+    assert {p: replica.last_applied(p) for p in (0, 1)} == {p: end - 1 for p, end in ends.items()}
+
+    await guard.check([0, 1], now_s=now + 50)  # caught up: nothing more is read
+    assert guard.read_directly == len(stream.messages)
+
+    catalog = SeriesCatalog(())
+    mismatches = []
+    for request, expected in random_requests(stream, 200, seed=92):
+        parsed = parse_request({**request, "id": "1"}, settings.monitors, catalog, settings.longest_span_s)
+        now_s = time.time()
+        got = answer(parsed, replica.counts, replica.gauge, now_s)  # type: ignore[arg-type]
+        if got != expected(now_s):
+            mismatches.append((request, got, expected(now_s)))
+    assert not mismatches, mismatches[:3]
