@@ -20,6 +20,15 @@ leader rebalances when a subscribed topic's partitions change in it, which is ho
 made while a restarted broker did not list the topics yet is redone (``assignor.py``): within
 seconds rather than minutes.
 
+After a rebalance Faust seeks the agents' partitions back to their committed offsets, which is
+how records it fetched and dropped meanwhile (a partition not active yet) are read again. A
+partition the group never committed was not sought at all (aiokafka's ``seek_to_committed`` skips
+it), so those records stayed dropped: requests sent to a worker that died before its first commit
+were never answered by the survivor (3 of 3 runs of the test of that takeover without the stall
+guard, ``stalls.py``). Here such a partition of the events or requests topic is sought to its
+beginning, where the consumer started it (``earliest``); already handled messages are skipped
+again (the ingest cursor, the requests' next offset).
+
 Faust declares its topics when it starts; a broker that has just restarted refuses that for a
 few seconds ("All brokers are currently fenced", InvalidReplicationFactorError), and a broker
 that went away meanwhile fails it with NodeNotReadyError; Faust let either end the worker. Here
@@ -29,6 +38,7 @@ consumer retry their first connection as long (``pipeline.kafka.retry``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import aiokafka
@@ -60,6 +70,19 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):
         consumer._client._metadata_max_age_ms = METADATA_MAX_AGE_MS  # noqa: SLF001 - read by its refresh loop
         patient_bootstrap(consumer._client, settings.kafka_timeout_s)  # noqa: SLF001 - before it starts
         return consumer
+
+    async def seek_to_committed(self) -> Mapping[Any, int]:
+        return await self.call_thread(self._seek_to_committed_or_beginning)
+
+    async def _seek_to_committed_or_beginning(self) -> Mapping[Any, int]:
+        consumer = self._ensure_consumer()
+        committed: Mapping[Any, int] = await consumer.seek_to_committed()
+        settings = _audit_settings(self.app)
+        agents_topics = {settings.events_topic, settings.requests_topic}  # not the tables' changelogs
+        never = [tp for tp, offset in committed.items() if not offset and tp.topic in agents_topics]
+        if never:
+            await consumer.seek_to_beginning(*never)
+        return committed
 
 
 class _Consumer(driver.Consumer):
