@@ -412,6 +412,7 @@ def _lifecycle(audit: AuditApp) -> type[Service]:
         async def on_stop(self) -> None:
             await audit.responder.stop()
             await audit.summaries.stop()
+            await audit.reader.close()
             if audit.settings.snapshot_interval_s and audit.manager.recovered.is_set() and audit.failure is None:
                 await audit.save_snapshot()
 

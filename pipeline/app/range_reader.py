@@ -18,10 +18,17 @@ __all__ = ["RangeReader"]
 class RangeReader:
     """``await read(topic, partition, start, stop)``: the committed records with ``start <= offset < stop``;
     ``await tail(topic, partition, count)``: those among the partition's last ``count`` offsets;
-    ``await end_offsets(topic, partitions)``: the offset after each partition's last committed record."""
+    ``await end_offsets(topic, partitions)``: the offset after each partition's last committed record
+    (asked every few seconds, on one consumer kept until ``close``; reads are rare and get their own)."""
 
     def __init__(self, client_options: Callable[[], dict[str, Any]]) -> None:
         self._client_options = client_options
+        self._offsets: AIOKafkaConsumer | None = None
+
+    async def close(self) -> None:
+        if self._offsets is not None:
+            consumer, self._offsets = self._offsets, None
+            await consumer.stop()
 
     async def read(self, topic: str, partition: int, start: int, stop: int) -> list[Any]:
         return await self._read(TopicPartition(topic, partition), lambda begin, end: (start, min(stop, end)))
@@ -38,12 +45,10 @@ class RangeReader:
         return records, reached[0]
 
     async def end_offsets(self, topic: str, partitions: list[int]) -> dict[int, int]:
-        consumer = await self._consumer()
-        try:
-            ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
-            return {tp.partition: end for tp, end in ends.items()}
-        finally:
-            await consumer.stop()
+        if self._offsets is None:
+            self._offsets = await self._consumer()
+        ends = await self._offsets.end_offsets([TopicPartition(topic, p) for p in partitions])
+        return {tp.partition: end for tp, end in ends.items()}
 
     async def _consumer(self) -> AIOKafkaConsumer:
         consumer = AIOKafkaConsumer(

@@ -50,22 +50,23 @@ async def test_a_stalled_events_partition_is_read_directly_and_counted_exactly(k
         await ingester.ingest([SourceMessage(partition, r.offset, r.timestamp, r.value) for r in records])
 
     guard = StallGuard(reader, settings.events_topic, written, ingest, stall_s=5.0, max_messages=2)
-    ends = await reader.end_offsets(settings.events_topic, [0, 1])
-    assert sum(ends.values()) == len(stream.messages) and min(ends.values()) > 2  # several reads each
-
-    await guard.check([0, 1], now_s=100.0)  # behind: the clock starts
-    await guard.check([0, 1], now_s=104.0)  # not yet stalled for 5 s
-    assert guard.read_directly == 0 and not outcomes
-    now = 105.0
-    while guard.read_directly < len(stream.messages) and now < 200:
-        await guard.check([0, 1], now_s=now)
-        now += 5.0
-    assert guard.read_directly == len(stream.messages)
-    assert set(outcomes) == {"applied"}
-    assert {p: replica.last_applied(p) for p in (0, 1)} == {p: end - 1 for p, end in ends.items()}
-
-    await guard.check([0, 1], now_s=now + 50)  # caught up: nothing more is read
-    assert guard.read_directly == len(stream.messages)
+    try:
+        ends = await reader.end_offsets(settings.events_topic, [0, 1])
+        assert sum(ends.values()) == len(stream.messages) and min(ends.values()) > 2  # several reads each
+        await guard.check([0, 1], now_s=100.0)  # behind: the clock starts
+        await guard.check([0, 1], now_s=104.0)  # not yet stalled for 5 s
+        assert guard.read_directly == 0 and not outcomes
+        now = 105.0
+        while guard.read_directly < len(stream.messages) and now < 200:
+            await guard.check([0, 1], now_s=now)
+            now += 5.0
+        assert guard.read_directly == len(stream.messages)
+        assert set(outcomes) == {"applied"}
+        assert {p: replica.last_applied(p) for p in (0, 1)} == {p: end - 1 for p, end in ends.items()}
+        await guard.check([0, 1], now_s=now + 50)  # caught up: nothing more is read
+        assert guard.read_directly == len(stream.messages)
+    finally:
+        await reader.close()
 
     catalog = SeriesCatalog(())
     mismatches = []
