@@ -8,16 +8,18 @@ ignored; (d) SIGTERM during a rebalance exits promptly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
+from collections.abc import AsyncIterator
 
 import pytest
-from audit_oracle import generate
+from audit_oracle import Stream, generate
 from harness import Requester, WorkerProcess, isolated_env, prepare_topics, publish
 from test_pipeline_e2e import MONITORS, MONITORS_ENV, assert_answers_match, start_workers, stop_all, wait_caught_up
 
 from pipeline.core.snapshot import decode_snapshot, encode_snapshot, write_bytes_atomically
-from pipeline.settings import load_settings
+from pipeline.settings import Settings, load_settings
 
 pytestmark = pytest.mark.integration
 
@@ -44,14 +46,30 @@ async def ask_all(rq: Requester, count: int, timeout_s: float) -> list[float]:
     return list(await asyncio.gather(*(one(i) for i in range(count))))
 
 
-async def test_sigkill_one_of_two_then_rejoin(kafka_bootstrap: str) -> None:
-    env = isolated_env(kafka_bootstrap, 4, MONITORS_ENV, INBOUND_AUDIT_BATCH_MAX_EVENTS="3000")
+@contextlib.asynccontextmanager
+async def two_workers_fed(
+    bootstrap: str, events: int, seed: int, chunks: int, pause_s: float, **extra: str
+) -> AsyncIterator[tuple[Settings, Stream, list[WorkerProcess], asyncio.Task[None]]]:
+    """Two workers on a 4-partition group, and a task publishing ``events`` in ``chunks``."""
+    env = isolated_env(bootstrap, 4, MONITORS_ENV, **extra)
     settings = await prepare_topics(env)
-    stream = generate(MONITORS, time.time(), 40_000, seed=71)
+    stream = generate(MONITORS, time.time(), events, seed=seed)
     workers = await start_workers(env, 2)
+    feeding: asyncio.Task[None] | None = None
     try:
         await asyncio.gather(*(w.wait_for_log("owning events partitions") for w in workers))
-        feeding = asyncio.create_task(trickle(settings.bootstrap, settings.events_topic, stream.messages, 40, 0.15))
+        publishing = trickle(settings.bootstrap, settings.events_topic, stream.messages, chunks, pause_s)
+        feeding = asyncio.create_task(publishing)
+        yield settings, stream, workers, feeding
+    finally:
+        if feeding is not None:
+            feeding.cancel()
+        stop_all(workers)
+
+
+async def test_sigkill_one_of_two_then_rejoin(kafka_bootstrap: str) -> None:
+    fed = two_workers_fed(kafka_bootstrap, 40_000, 71, 40, 0.15, INBOUND_AUDIT_BATCH_MAX_EVENTS="3000")
+    async with fed as (settings, stream, workers, feeding):
         async with Requester(settings) as rq:
             # Every request partition has a committed offset before the kill (the takeover of
             # partitions without one is test_sigkill_before_any_request_was_committed).
@@ -72,8 +90,6 @@ async def test_sigkill_one_of_two_then_rejoin(kafka_bootstrap: str) -> None:
             # The survivor alone: its own replica is exact too.
             workers[1].stop()
             await assert_answers_match(rq, stream, 150, seed=73)
-    finally:
-        stop_all(workers)
 
 
 async def test_sigkill_before_any_request_was_committed(kafka_bootstrap: str) -> None:
@@ -81,13 +97,8 @@ async def test_sigkill_before_any_request_was_committed(kafka_bootstrap: str) ->
     The survivor never answered the dead worker's requests in 3 of 3 runs until such partitions
     were sought back to their beginning (``transport.py``); now every request is answered within
     the client's timeout, and counts stay exact."""
-    env = isolated_env(kafka_bootstrap, 4, MONITORS_ENV, INBOUND_AUDIT_BATCH_MAX_EVENTS="3000")
-    settings = await prepare_topics(env)
-    stream = generate(MONITORS, time.time(), 20_000, seed=75)
-    workers = await start_workers(env, 2)
-    try:
-        await asyncio.gather(*(w.wait_for_log("owning events partitions") for w in workers))
-        feeding = asyncio.create_task(trickle(settings.bootstrap, settings.events_topic, stream.messages, 20, 0.3))
+    fed = two_workers_fed(kafka_bootstrap, 20_000, 75, 20, 0.3, INBOUND_AUDIT_BATCH_MAX_EVENTS="3000")
+    async with fed as (settings, stream, workers, feeding):
         async with Requester(settings) as rq:
             await asyncio.sleep(1.0)
             workers[1].kill()
@@ -102,19 +113,11 @@ async def test_sigkill_before_any_request_was_committed(kafka_bootstrap: str) ->
             # Delivered by Faust, not rescued by the stall guard (which would answer after ~17 s).
             assert not [line for line in survivor.lines if "reading it directly" in line]
             print(f"answers during the takeover: max {max(took):.1f} s")
-    finally:
-        stop_all(workers)
 
 
 async def test_sigstop_past_the_session_then_sigcont(kafka_bootstrap: str) -> None:
-    env = isolated_env(kafka_bootstrap, 4, MONITORS_ENV)
-    settings = await prepare_topics(env)
-    stream = generate(MONITORS, time.time(), 30_000, seed=81)
-    workers = await start_workers(env, 2)
-    paused = workers[0]
-    try:
-        await asyncio.gather(*(w.wait_for_log("owning events partitions") for w in workers))
-        feeding = asyncio.create_task(trickle(settings.bootstrap, settings.events_topic, stream.messages, 40, 0.2))
+    async with two_workers_fed(kafka_bootstrap, 30_000, 81, 40, 0.2) as (settings, stream, workers, feeding):
+        paused = workers[0]
         async with Requester(settings) as rq:
             # Every request partition gets a committed offset first, as in the SIGKILL test.
             await ask_all(rq, 40, timeout_s=20.0)
@@ -135,8 +138,6 @@ async def test_sigstop_past_the_session_then_sigcont(kafka_bootstrap: str) -> No
             await wait_caught_up(rq, stream)
             await ask_all(rq, 30, timeout_s=10.0)
             await assert_answers_match(rq, stream, 300, seed=82)
-    finally:
-        stop_all(workers)
 
 
 async def test_snapshot_from_another_cluster_is_ignored(kafka_bootstrap: str) -> None:
