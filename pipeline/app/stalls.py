@@ -8,9 +8,10 @@ stall of Faust's delivery: every ``STALL_CHECK_S`` a ``StallGuard`` asks the bro
 offset of each partition this worker owns (none while the group rebalances) and compares it
 with what the agent has done; a partition that is behind and has not moved for ``STALL_S`` is
 read directly (``RangeReader``) and handed to the same code the agent runs,
-``REPAIR_MAX_MESSAGES`` at a time, with one WARNING line per stall. (With the cause still in, it answered those requests 17 s after they were sent instead
-of never.) A false alarm (a partition merely slow) costs one direct read: deltas are idempotent
-per source offset, and a request already answered is not answered again.
+``REPAIR_MAX_MESSAGES`` at a time, with one WARNING line per stall. (With the cause still in, it
+answered those requests 17 s after they were sent instead of never.) A false alarm (a partition
+merely slow) costs one direct read: deltas are idempotent per source offset, and a request
+already answered is not answered again.
 """
 
 from __future__ import annotations
