@@ -79,9 +79,12 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):
         committed: Mapping[Any, int] = await consumer.seek_to_committed()
         settings = _audit_settings(self.app)
         agents_topics = {settings.events_topic, settings.requests_topic}  # not the tables' changelogs
-        never = [tp for tp, offset in committed.items() if not offset and tp.topic in agents_topics]
-        if never:
-            await consumer.seek_to_beginning(*never)
+        for tp, offset in committed.items():
+            if not offset and tp.topic in agents_topics:
+                # Offset 0 without a broker call (aiokafka's seek_to_beginning waits for one, and
+                # Faust's recovery with it: 40 s when the broker went away just then); a log that
+                # no longer starts at 0 is out of range there, and the consumer resets to its start.
+                consumer.seek(tp, 0)
         return committed
 
 
