@@ -69,6 +69,13 @@ class StallClock:
             self._no_messages.pop(partition, None)
         return out
 
+    def read_up_to(self, partition: int, last: int) -> None:
+        """The guard itself handled ``partition`` up to ``last``: that is no sign of Faust
+        delivering again, so the partition stays stalled (read again at the next check)."""
+        seen = self._since.get(partition)
+        if seen is not None:
+            self._since[partition] = (last, seen[1])
+
     def no_messages(self, partition: int, until: int) -> None:
         """A direct read found no message up to ``until`` (transaction markers, deleted
         records): nothing there is behind."""
@@ -135,5 +142,6 @@ class StallGuard:
             self.read_directly += len(records)
             if records:
                 await self._handle(partition, records)
+                self.clock.read_up_to(partition, records[-1].offset)
             else:
                 self.clock.no_messages(partition, stop - 1)

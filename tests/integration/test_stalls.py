@@ -57,7 +57,7 @@ async def test_a_stalled_events_partition_is_read_directly_and_counted_exactly(k
         await guard.check([0, 1], now_s=104.0)  # not yet stalled for 5 s
         assert guard.read_directly == 0 and not outcomes
         now = 105.0
-        while guard.read_directly < len(stream.messages) and now < 200:
+        while guard.read_directly < len(stream.messages) and now < 1000:
             await guard.check([0, 1], now_s=now)
             now += 5.0
         assert guard.read_directly == len(stream.messages)

@@ -43,3 +43,13 @@ def test_one_warning_per_stall_and_offsets_without_messages_are_not_behind() -> 
     assert clock.first_warning(0)  # a new stall is reported again
     assert clock.stalled({0: 1}, {0: 12}, now_s=6.0) == []  # a new record past the markers: a new clock
     assert clock.stalled({0: 1}, {0: 12}, now_s=7.0) == [0]
+
+
+def test_what_the_guard_read_itself_keeps_the_partition_stalled() -> None:
+    clock = StallClock(stall_s=8.0)
+    clock.stalled({0: 9}, {0: 5000}, now_s=0.0)
+    assert clock.stalled({0: 9}, {0: 5000}, now_s=8.0) == [0]
+    clock.read_up_to(0, 1009)  # read directly and handled: the next check reads on
+    assert clock.stalled({0: 1009}, {0: 5000}, now_s=10.0) == [0]
+    clock.read_up_to(0, 2009)
+    assert clock.stalled({0: 2500}, {0: 5000}, now_s=12.0) == []  # Faust delivers again: a new clock
