@@ -9,7 +9,6 @@ the same Delta and the same rejections (``tests/unit/test_native_decoder.py`` ho
 from __future__ import annotations
 
 from collections.abc import Sequence
-from types import ModuleType
 
 import numpy as np
 
@@ -22,6 +21,7 @@ from pipeline.core.events import (
     SeriesLookup,
     invalid_json_detail,
 )
+from pipeline.core.native import NATIVE
 from pipeline.core.prefix_counts import KEY_DTYPES
 from pipeline.core.series_columns import COLUMN_DTYPES as SERIES_DTYPES
 from pipeline.core.series_columns import SeriesColumns
@@ -32,16 +32,6 @@ from pipeline.settings import DECODER_CHOICES
 __all__ = ["NATIVE", "DECODER_NAME", "BatchDecoder", "OffsetRejection", "Values", "Ints", "Decoded"]
 
 
-def _import_native() -> ModuleType | None:
-    try:
-        import pipeline_native
-    except ImportError:
-        return None
-    return pipeline_native
-
-
-#: The compiled module, or None when it was not built (no cargo at install time).
-NATIVE = _import_native()
 #: What ``auto`` decodes with on this install: "native" or "python".
 DECODER_NAME = "native" if NATIVE is not None else "python"
 

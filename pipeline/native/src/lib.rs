@@ -4,11 +4,14 @@
 //! made of, so Python never handles events one by one (and other threads run meanwhile: the
 //! GIL is released). Decisions, reasons and detail text are those of
 //! `pipeline/core/events.py` (the reference); `pipeline/core/decoding.py` wraps this.
+//! `merge_counts` merges a counts cell's buffered inserts (`pipeline/core/prefix_counts.py`,
+//! whose numpy merge is the reference).
 
 mod decode;
 mod format;
 mod ip;
 mod json;
+mod merge;
 mod series;
 
 use decode::{Batch, Clock, Family, SESSION_KINDS};
@@ -187,6 +190,63 @@ fn decode_records<'py>(
     )
 }
 
+/// A counts cell merged (`PrefixCounts.compact`): `width` 4 (IPv4 `uint32`) or 16 (IPv6, 16
+/// big-endian bytes); keys and counts (int64) in, (keys, counts, running sums) out, as bytes in
+/// the arrays' own layout, written straight into the returned objects.
+#[pyfunction]
+fn merge_counts<'py>(
+    py: Python<'py>,
+    width: usize,
+    keys: &[u8],
+    vals: &[u8],
+    pending_keys: &[u8],
+    pending_vals: &[u8],
+) -> PyResult<Bound<'py, PyTuple>> {
+    if !(width == 4 || width == 16)
+        || !keys.len().is_multiple_of(width)
+        || !pending_keys.len().is_multiple_of(width)
+        || keys.len() / width * 8 != vals.len()
+        || pending_keys.len() / width * 8 != pending_vals.len()
+    {
+        return Err(pyo3::exceptions::PyValueError::new_err(
+            "merge_counts: width must be 4 or 16, with one 8-byte count per key",
+        ));
+    }
+    let pending_vals: Vec<i64> = pending_vals
+        .chunks_exact(8)
+        .map(|count| i64::from_ne_bytes(count.try_into().expect("8-byte count")))
+        .collect();
+    if width == 4 {
+        merged::<u32>(py, keys, vals, pending_keys, &pending_vals)
+    } else {
+        merged::<u128>(py, keys, vals, pending_keys, &pending_vals)
+    }
+}
+
+fn merged<'py, K: merge::Key + Send>(
+    py: Python<'py>,
+    keys: &[u8],
+    vals: &[u8],
+    pending_keys: &[u8],
+    pending_vals: &[i64],
+) -> PyResult<Bound<'py, PyTuple>> {
+    let plan = py.detach(|| merge::plan::<K>(keys, pending_keys, pending_vals));
+    let mut merged_vals: Option<Bound<'py, PyBytes>> = None;
+    let merged_keys = PyBytes::new_with(py, plan.len * K::WIDTH, |out_keys| {
+        merged_vals = Some(PyBytes::new_with(py, plan.len * 8, |out_vals| {
+            merge::fill(&plan, keys, vals, out_keys, out_vals);
+            Ok(())
+        })?);
+        Ok(())
+    })?;
+    let merged_vals = merged_vals.expect("filled with the keys");
+    let cum = PyBytes::new_with(py, (plan.len + 1) * 8, |out| {
+        merge::running_sums(merged_vals.as_bytes(), out);
+        Ok(())
+    })?;
+    PyTuple::new(py, [merged_keys, merged_vals, cum])
+}
+
 /// Python's `format(value, "g")`, exposed so tests can pin the detail text's number format.
 #[pyfunction]
 fn format_g(value: f64) -> String {
@@ -197,6 +257,7 @@ fn format_g(value: f64) -> String {
 fn pipeline_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_records, m)?)?;
     m.add_function(wrap_pyfunction!(format_g, m)?)?;
+    m.add_function(wrap_pyfunction!(merge_counts, m)?)?;
     m.add("MAX_BATCH_EVENTS", decode::MAX_BATCH_EVENTS)?;
     m.add("MAX_MESSAGE_BYTES", decode::MAX_MESSAGE_BYTES)?;
     m.add("MAX_EVENT_N", decode::MAX_EVENT_N as i64)?;
