@@ -49,6 +49,7 @@ from pipeline.core.snapshot import Snapshot, encode_snapshot, write_bytes_atomic
 from pipeline.kafka.connection import client_options, faust_broker_options
 from pipeline.kafka.group_members import committed_offset, member_client_id
 from pipeline.kafka.outage_log import OutageLog, install_log_gate
+from pipeline.kafka.reachability import broker_answers
 from pipeline.settings import Settings
 
 __all__ = ["AuditApp", "build_app"]
@@ -430,7 +431,7 @@ def _lifecycle(audit: AuditApp) -> type[Service]:
                 if audit.ingester.failure is not None:
                     audit.fail(f"a write to Kafka failed: {audit.ingester.failure!r}")
                 try:
-                    ok = await asyncio.wait_for(producer.client.force_metadata_update(), 5.0)
+                    ok = await asyncio.wait_for(broker_answers(producer.client, audit.settings.requests_topic), 5.0)
                 except (TimeoutError, Exception):  # noqa: BLE001 - any failure means "no answer"
                     ok = False
                 if ok:
