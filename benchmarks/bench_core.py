@@ -9,6 +9,8 @@ different machines be compared.
   the Python and (when built) the native decoder, and the share of the time spent applying; and
   the same for ``series_add`` events of a cidr series, with their rate as a share of the IPv4 one
   (issue 15: the same order).
+* apply: the same deltas applied with numpy's and the native merge of ``PrefixCounts``,
+  alternating rounds.
 * query: ``count`` for /32, /24, /16 and /0 with 1,000,000 distinct IPv4 addresses in one window.
 * memory: tracemalloc bytes per distinct address per window, for one cell and for both scopes.
 """
@@ -26,6 +28,7 @@ import numpy as np
 import orjson
 from bench_decode import ipv4_address, ipv6_address  # run as a script: benchmarks/ is on sys.path
 
+from pipeline.core import prefix_counts
 from pipeline.core.cidr import Block
 from pipeline.core.decoding import NATIVE, BatchDecoder
 from pipeline.core.delta import decode_delta, delta_from_decoded, encode_delta
@@ -62,10 +65,10 @@ def _series_messages(rng: random.Random) -> list[bytes]:
     return out
 
 
-def _messages(make_ip, rng: random.Random) -> list[bytes]:
+def _messages(make_ip, rng: random.Random, count: int = MESSAGES) -> list[bytes]:
     metrics = ("connection", "connection", "reception", "rejection")
     out = []
-    for m in range(MESSAGES):
+    for m in range(count):
         batch = [
             {
                 "node": f"mta-{m % 4}",
@@ -97,6 +100,39 @@ def _ingest_rate(messages: list[bytes], per_batch: int, decoder_name: str) -> tu
         applying += time.perf_counter() - before_apply
     elapsed = time.perf_counter() - start
     return len(messages) * EVENTS_PER_MESSAGE / elapsed, applying / elapsed
+
+
+def _apply_rates(rng: random.Random) -> dict[str, float]:
+    """Events/s applying the same 10^6 events (70% IPv4, 30% IPv6, 15 messages per delta) with each
+    merge of ``prefix_counts``, alternating rounds: once cells hold 10^5 addresses, merging
+    buffered inserts is much of what applying costs."""
+    messages = _messages(ipv4_address, rng, 700) + _messages(ipv6_address, rng, 300)
+    rng.shuffle(messages)
+    decoder = BatchDecoder(MONITORS, 300.0, DECODERS[-1])
+    stamp = int(NOW * 1000)
+    deltas = []
+    for first in range(0, len(messages), 15):
+        chunk = messages[first : first + 15]
+        delta, _ = decoder.decode(0, first - 1, chunk, list(range(first, first + len(chunk))), [stamp] * len(chunk))
+        deltas.append(decode_delta(encode_delta(delta)))
+    merges = {"numpy": prefix_counts.merge_numpy}
+    if NATIVE is not None:
+        merges["native"] = prefix_counts.merge_native
+    times: dict[str, list[float]] = {name: [] for name in merges}
+    in_use = prefix_counts.MERGE
+    try:
+        for _ in range(RUNS):
+            for name, merge in merges.items():
+                prefix_counts.MERGE = merge  # read by every cell's compact()
+                gc.collect()
+                replica = Replica(MONITORS)
+                start = time.perf_counter()
+                for delta in deltas:
+                    replica.apply(delta, NOW)
+                times[name].append(time.perf_counter() - start)
+    finally:
+        prefix_counts.MERGE = in_use
+    return {name: len(messages) * EVENTS_PER_MESSAGE / statistics.median(runs) for name, runs in times.items()}
 
 
 def _big_store(n_ips: int) -> tuple[Replica, np.ndarray]:
@@ -165,6 +201,11 @@ def main() -> None:
             f"series_add / IPv4 events/s, {per_batch:>2} message(s) per delta, same decoder: {', '.join(shares)}"
             " | target: same order (>= ~0.3x of native IPv4)"
         )
+    applied = _apply_rates(rng)
+    line = ", ".join(f"{name} merge {rate:,.0f} events/s" for name, rate in applied.items())
+    if "native" in applied:
+        line += f" (native / numpy {applied['native'] / applied['numpy']:.2f}x)"
+    print(f"apply 10^6 events (15 messages per delta, 70% IPv4), alternating rounds: {line}")
     replica, addrs = _big_store(1_000_000)
     for prefix in (32, 24, 16, 0):
         p50, p99 = _query_latency(replica, addrs, prefix)
