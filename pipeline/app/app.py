@@ -335,7 +335,11 @@ def _register_timers(audit: AuditApp) -> None:
             except ConsumerNotStarted:
                 return
             for guard in guards:
-                await guard.check(sorted(tp.partition for tp in assigned if tp.topic == guard.topic), time.monotonic())
+                if guard.topic == settings.state_topic:  # a global table: every worker reads it all
+                    partitions = list(range(settings.partitions)) if assigned else []
+                else:
+                    partitions = sorted(tp.partition for tp in assigned if tp.topic == guard.topic)
+                await guard.check(partitions, time.monotonic())
 
     last_line = [""]
 
@@ -347,9 +351,10 @@ def _register_timers(audit: AuditApp) -> None:
             log.info("%s", line)
 
 
-def _stall_guards(audit: AuditApp) -> tuple[StallGuard, StallGuard]:
-    """Owned events and requests partitions Faust stopped delivering are read directly (``stalls.py``)."""
-    ingester, gaps, responder = audit.ingester, audit.request_gaps, audit.responder
+def _stall_guards(audit: AuditApp) -> tuple[StallGuard, StallGuard, StallGuard]:
+    """Owned events and requests partitions, and state partitions, that Faust stopped delivering
+    are read directly (``stalls.py``)."""
+    ingester, gaps, responder, manager = audit.ingester, audit.request_gaps, audit.responder, audit.manager
 
     async def written(partitions: list[int]) -> dict[int, int]:
         return {p: ingester.last_written(p) for p in partitions}
@@ -367,8 +372,9 @@ def _stall_guards(audit: AuditApp) -> tuple[StallGuard, StallGuard]:
 
     settings = audit.settings
     return (
-        StallGuard(audit.reader, settings.events_topic, written, ingest),
-        StallGuard(audit.reader, settings.requests_topic, answered, answer),
+        StallGuard(audit.reader, settings.events_topic, "events", written, ingest),
+        StallGuard(audit.reader, settings.requests_topic, "requests", answered, answer),
+        StallGuard(audit.reader, settings.state_topic, "state", manager.applied_through, manager.apply_read),
     )
 
 

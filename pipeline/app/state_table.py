@@ -142,6 +142,16 @@ class FleetStateManager(ChangeloggedObjectManager):
         for event in batch:
             self.apply_record(event.message.partition, event.message.offset, event.message.value)
 
+    # ---- the stall guard's view (``stalls.py``): a partition whose last deltas never arrive ------
+    async def applied_through(self, partitions: list[int]) -> dict[int, int]:
+        """The last record applied of each state partition (-1: none)."""
+        return {partition: self.positions.get(partition, -1) for partition in partitions}
+
+    async def apply_read(self, partition: int, records: list[Any]) -> None:
+        """Records read from Kafka directly, applied as if Faust had delivered them."""
+        for record in records:
+            self.apply_record(partition, record.offset, record.value)
+
     # ---- exactly once per source message --------------------------------------------------------
     def apply_record(self, partition: int, offset: int, value: bytes | None) -> None:
         """Apply one changelog record (partition, offset) unless already reflected."""

@@ -140,12 +140,11 @@ class _AuditCollector(Collector):
             yield CounterMetricFamily(f"inbound_audit_{name}", doc, value=stats[key])
         stalled = CounterMetricFamily(
             "inbound_audit_stalled_reads",
-            "Messages of an owned partition Faust stopped delivering, read from Kafka directly.",
+            "Messages of a partition Faust stopped delivering, read from Kafka directly.",
             labels=["source"],
         )
         for guard in self.audit.stall_guards:
-            source = "events" if guard.topic == self.audit.settings.events_topic else "requests"
-            stalled.add_metric([source], guard.read_directly)
+            stalled.add_metric([guard.source], guard.read_directly)
         yield stalled
         letters = CounterMetricFamily(
             "inbound_audit_dead_letters", "Messages written to the dead-letter topic.", labels=["source", "reason"]
