@@ -335,11 +335,7 @@ def _register_timers(audit: AuditApp) -> None:
             except ConsumerNotStarted:
                 return
             for guard in guards:
-                if guard.topic == settings.state_topic:  # a global table: every worker reads it all
-                    partitions = list(range(settings.partitions)) if assigned else []
-                else:
-                    partitions = sorted(tp.partition for tp in assigned if tp.topic == guard.topic)
-                await guard.check(partitions, time.monotonic())
+                await guard.check(guard.watched(assigned), time.monotonic())
 
     last_line = [""]
 
@@ -374,7 +370,14 @@ def _stall_guards(audit: AuditApp) -> tuple[StallGuard, StallGuard, StallGuard]:
     return (
         StallGuard(audit.reader, settings.events_topic, "events", written, ingest),
         StallGuard(audit.reader, settings.requests_topic, "requests", answered, answer),
-        StallGuard(audit.reader, settings.state_topic, "state", manager.applied_through, manager.apply_read),
+        StallGuard(
+            audit.reader,
+            settings.state_topic,
+            "state",
+            manager.applied_through,
+            manager.apply_read,
+            everywhere=settings.partitions,  # a global table: every worker reads every partition
+        ),
     )
 
 

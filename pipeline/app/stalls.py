@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from aiokafka.errors import KafkaError
@@ -111,18 +111,28 @@ class StallGuard:
         done: Done,
         handle: Handle,
         *,
+        everywhere: int = 0,
         stall_s: float = STALL_S,
         max_messages: int = REPAIR_MAX_MESSAGES,
     ) -> None:
-        """``source`` names the topic's role in metrics (``events``, ``requests``, ``state``)."""
+        """``source`` names the topic's role in metrics (``events``, ``requests``, ``state``);
+        ``everywhere`` is the topic's partition count when every worker reads all of it (a global
+        table's changelog), 0 when a worker reads only the partitions it owns."""
         self._reader = reader
         self.source = source
+        self.everywhere = everywhere
         self._max_messages = max_messages
         self.topic = topic
         self._done = done
         self._handle = handle
         self.clock = StallClock(stall_s)
         self.read_directly = 0
+
+    def watched(self, assigned: Collection[Any]) -> list[int]:
+        """The partitions to check, given this worker's assignment (empty while it rebalances)."""
+        if self.everywhere:
+            return list(range(self.everywhere)) if assigned else []
+        return sorted(tp.partition for tp in assigned if tp.topic == self.topic)
 
     async def check(self, owned: list[int], now_s: float) -> None:
         try:

@@ -1,8 +1,13 @@
-"""When a partition counts as stalled: behind its log's end and unmoved for ``stall_s``."""
+"""When a partition counts as stalled: behind its log's end and unmoved for ``stall_s``; which
+partitions a guard watches."""
 
 from __future__ import annotations
 
-from pipeline.app.stalls import StallClock
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from pipeline.app.stalls import StallClock, StallGuard
 
 
 def test_behind_and_unmoved_for_stall_s_is_stalled() -> None:
@@ -53,3 +58,18 @@ def test_what_the_guard_read_itself_keeps_the_partition_stalled() -> None:
     assert clock.stalled({0: 1009}, {0: 5000}, now_s=10.0) == [0]
     clock.read_up_to(0, 2009)
     assert clock.stalled({0: 2500}, {0: 5000}, now_s=12.0) == []  # Faust delivers again: a new clock
+
+
+def test_a_guard_watches_what_is_owned_or_for_a_global_table_every_partition() -> None:
+    def guard(topic: str, everywhere: int = 0) -> StallGuard:
+        async def nothing(*args: Any) -> Any:
+            raise AssertionError("not called")
+
+        return StallGuard(None, topic, topic, nothing, nothing, everywhere=everywhere)  # type: ignore[arg-type]
+
+    assigned = {TopicPartition("events", 3), TopicPartition("events", 1), TopicPartition("requests", 2)}
+    assert guard("events").watched(assigned) == [1, 3]
+    assert guard("requests").watched(assigned) == [2]
+    assert guard("state", everywhere=4).watched(assigned) == [0, 1, 2, 3]  # none of it assigned here
+    assert guard("state", everywhere=4).watched(set()) == []  # rebalancing: nothing is checked
+    assert guard("events").watched(set()) == []
