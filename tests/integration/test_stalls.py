@@ -57,7 +57,8 @@ async def test_a_stalled_events_partition_is_read_directly_and_counted_exactly(k
     guard = StallGuard(reader, settings.events_topic, "events", written, ingest, stall_s=5.0, max_messages=2)
     try:
         ends = await reader.end_offsets(settings.events_topic, [0, 1])
-        assert sum(ends.values()) == len(stream.messages) and min(ends.values()) > 2  # several reads each
+        # Several reads of at least one partition (how the nodes fall on the partitions varies by run).
+        assert sum(ends.values()) == len(stream.messages) and max(ends.values()) > 2
         await guard.check([0, 1], now_s=100.0)  # behind: the clock starts
         await guard.check([0, 1], now_s=104.0)  # not yet stalled for 5 s
         assert guard.read_directly == 0 and not outcomes
@@ -116,7 +117,8 @@ async def test_state_deltas_faust_never_delivered_are_read_directly_and_applied(
         async def send(topic: str, key: bytes | None, value: bytes, partition: int | None) -> Any:
             return await producer.send(topic, value, key=key, partition=partition)
 
-        ingester = Ingester(settings, lambda: Replica(settings.monitors), send, reader)
+        unused = Replica(settings.monitors)  # the ingester's resume point: none, every delta is new
+        ingester = Ingester(settings, lambda: unused, send, reader)
         for partition in (0, 1):  # every message a delta of its own, into the real state topic
             for record in await reader.read(settings.events_topic, partition, 0, 10**9):
                 await ingester.ingest([SourceMessage(partition, record.offset, record.timestamp, record.value)])
@@ -126,9 +128,14 @@ async def test_state_deltas_faust_never_delivered_are_read_directly_and_applied(
 
     manager = await manager_with(reader, settings)
     ends = await reader.end_offsets(settings.state_topic, [0, 1])
-    assert min(ends.values()) > 3
-    for partition, end in ends.items():  # Faust delivered all but each partition's last three deltas
-        await manager.apply_read(partition, await reader.read(settings.state_topic, partition, 0, end - 3))
+    # Faust delivered all but each partition's last three deltas (fewer where a partition has fewer:
+    # how the stream's nodes fall on the two partitions varies from run to run).
+    withheld = {partition: min(3, end) for partition, end in ends.items()}
+    assert sum(withheld.values()) >= 4
+    for partition, end in ends.items():
+        await manager.apply_read(
+            partition, await reader.read(settings.state_topic, partition, 0, end - withheld[partition])
+        )
     guard = StallGuard(
         reader, settings.state_topic, "state", manager.applied_through, manager.apply_read, stall_s=5.0, max_messages=2
     )
@@ -138,7 +145,7 @@ async def test_state_deltas_faust_never_delivered_are_read_directly_and_applied(
         assert guard.read_directly == 0
         for now in (105.0, 110.0, 115.0, 120.0):
             await guard.check([0, 1], now_s=now)
-        assert guard.read_directly == 6
+        assert guard.read_directly == sum(withheld.values())
         assert await manager.applied_through([0, 1]) == {p: end - 1 for p, end in ends.items()}
         assert manager.health.gaps == 0 and manager.health.deltas_duplicate == 0
     finally:
