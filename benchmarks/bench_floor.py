@@ -1,0 +1,193 @@
+"""The design's floor: what a process that only moves the events through Kafka's topics manages.
+
+Run (the broker must be up, e.g. ``INBOUND_AUDIT_KAFKA_PORT=19092 deploy/kafka start``)::
+
+    .venv/bin/python benchmarks/bench_floor.py [--bootstrap 127.0.0.1:19092] [--events 1000000] [--repeat 3]
+
+A script that prints numbers, not a test. The worker's design (fixed: Faust agents and a global table)
+moves every event three times through Kafka: the owner reads the event messages, writes one delta per
+batch to the state topic, and every worker (the owner too) reads the state topic back and applies it.
+This measures that path with plain aiokafka, without Faust, in one process and one event loop, on the
+same pre-filled topic (the events of ``bench_pipeline.py``), adding one stage at a time:
+
+1. raw      — read the events and ``orjson.loads`` each value (``bench_pipeline.py``'s raw consume);
+2. decode   — read, decode each partition's batch to a ``Delta`` with the worker's decoder (native in
+              a thread, as the worker does), nothing written;
+3. write    — 2. plus encode each delta and write it to a fresh state topic, until all are acked;
+4. read     — 3. plus a second consumer reading that state topic back and decoding every delta,
+              until it has every event (what a global table's reader must do);
+5. apply    — 4. plus applying each delta to a ``Replica``: the whole design minus Faust.
+
+Rounds alternate the stages (one of each per repeat) and the medians are printed, each as events/s
+and as a share of 1.'s rate in the same run. Every stage but 1. must end with every event accounted
+for, or the script stops. Fetch sizes are the raw consumer's generous ones (4 MiB per partition), so
+these floors are upper bounds for a worker with smaller fetches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
+
+from benchmarks.bench_pipeline import (  # noqa: E402
+    MONITORS,
+    PARTITIONS,
+    calibration_us,
+    delete_topics,
+    make_messages,
+    produce,
+    raw_consume,
+    topic_names,
+)
+from pipeline.core.decoding import BatchDecoder  # noqa: E402
+from pipeline.core.delta import CHAIN_START, Delta, decode_delta, encode_delta  # noqa: E402
+from pipeline.core.replica import Replica  # noqa: E402
+from pipeline.kafka.topic_admin import ensure_topics  # noqa: E402
+from pipeline.settings import Settings, load_settings  # noqa: E402
+from tests.support.harness import isolated_env, prepare_topics  # noqa: E402
+
+STAGES = ("raw", "decode", "write", "read", "apply")
+FETCH_PARTITION_BYTES = 4 << 20  # as raw_consume
+
+
+async def _read_events(bootstrap: str, topic: str) -> tuple[AIOKafkaConsumer, dict[TopicPartition, int]]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=FETCH_PARTITION_BYTES
+    )
+    await consumer.start()
+    tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    return consumer, await consumer.end_offsets(tps)
+
+
+async def _read_back(bootstrap: str, topic: str, expected: int, replica: Replica | None) -> None:
+    """Read the state topic from its start and decode (and apply) deltas until ``expected`` events."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=FETCH_PARTITION_BYTES,
+        fetch_max_wait_ms=20,
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        seen = 0
+        while seen < expected:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                for record in records:
+                    delta = decode_delta(record.value)
+                    seen += delta.event_count
+                    if replica is not None and replica.apply(delta, time.time()) != "applied":
+                        raise SystemExit(f"state record {record.offset} did not continue its chain")
+        if seen != expected:
+            raise SystemExit(f"read back {seen} events, expected {expected}")
+    finally:
+        await consumer.stop()
+
+
+async def pipeline_floor(settings: Settings, stage: str, expected: int) -> float:
+    """Events/s from the first fetch until ``stage`` has handled every event."""
+    bootstrap = settings.bootstrap
+    decoder = BatchDecoder(settings.monitors, settings.max_future_s, settings.decoder, None)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=5, acks="all", max_request_size=16 << 20
+    )  # as the worker's
+    consumer, ends = await _read_events(bootstrap, settings.events_topic)
+    await producer.start()
+    replica = Replica(settings.monitors) if stage == "apply" else None
+    reader: asyncio.Task[None] | None = None
+    try:
+        start = time.perf_counter()
+        if stage in ("read", "apply"):
+            reader = asyncio.create_task(_read_back(bootstrap, settings.state_topic, expected, replica))
+        cursor = {tp.partition: CHAIN_START for tp in ends}
+        remaining = {tp for tp, end in ends.items() if end > 0}
+        acks: list[asyncio.Future[object]] = []
+        decoded = 0
+        while remaining:
+            for tp, records in (await consumer.getmany(timeout_ms=200, max_records=20)).items():
+                values = [r.value or b"" for r in records]
+                offsets = [r.offset for r in records]
+                stamps = [r.timestamp for r in records]
+                delta: Delta
+                delta, _ = await asyncio.to_thread(
+                    decoder.decode, tp.partition, cursor[tp.partition], values, offsets, stamps
+                )
+                cursor[tp.partition] = offsets[-1]
+                decoded += delta.event_count
+                if stage != "decode":
+                    acks.append(await producer.send(settings.state_topic, encode_delta(delta), partition=tp.partition))
+                if offsets[-1] + 1 >= ends[tp]:
+                    remaining.discard(tp)
+        await asyncio.gather(*acks)
+        if reader is not None:
+            await reader
+        elapsed = time.perf_counter() - start
+    finally:
+        if reader is not None and not reader.done():
+            reader.cancel()
+        await consumer.stop()
+        await producer.stop()
+    if decoded != expected:
+        raise SystemExit(f"{stage}: decoded {decoded} events, expected {expected}")
+    return expected / elapsed
+
+
+async def run(args: argparse.Namespace) -> dict[str, list[float]]:
+    base = isolated_env(args.bootstrap, PARTITIONS, MONITORS)
+    topics = topic_names(base)
+    rates: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    try:
+        settings = await prepare_topics(base)
+        messages, _ = make_messages(args.events, 1)
+        await produce(args.bootstrap, settings.events_topic, messages)
+        del messages
+        print(f"prefill: {args.events:,} events in 1,000-event messages on {PARTITIONS} partitions", flush=True)
+        for round_ in range(args.repeat):
+            for stage in STAGES:
+                if stage == "raw":
+                    rate = await raw_consume(args.bootstrap, settings.events_topic, args.events)
+                else:
+                    state = {**base, "INBOUND_AUDIT_STATE_TOPIC": f"t{uuid.uuid4().hex[:10]}.state"}
+                    topics.append(state["INBOUND_AUDIT_STATE_TOPIC"])
+                    stage_settings = load_settings(state)
+                    await ensure_topics(stage_settings, stage_settings.bootstrap)
+                    rate = await pipeline_floor(stage_settings, stage, args.events)
+                rates[stage].append(rate)
+                print(f"  round {round_ + 1} {stage:<7} {rate:>12,.0f} events/s", flush=True)
+    finally:
+        await delete_topics(args.bootstrap, topics)
+    return rates
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--bootstrap", default="127.0.0.1:19092")
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    print(f"CPU calibration: sum(range(1000)) = {calibration_us():.2f} us/loop", flush=True)
+    rates = asyncio.run(run(args))
+    raw = statistics.median(rates["raw"])
+    print(f"\n{'stage':<8} {'median events/s':>16} {'÷ raw':>7}")
+    for stage in STAGES:
+        median = statistics.median(rates[stage])
+        print(f"{stage:<8} {median:>16,.0f} {median / raw:>6.2f}x")
+
+
+if __name__ == "__main__":
+    main()
