@@ -18,6 +18,13 @@ same pre-filled topic (the events of ``bench_pipeline.py``), adding one stage at
               until it has every event (what a global table's reader must do);
 5. apply    — 4. plus applying each delta to a ``Replica``: the whole design minus Faust.
 
+Then the same loop answers requests while it ingests: a child process runs 5. on ``--answer-copies``
+times the events (a topic of their own) and, on the same event loop, answers the requests topic
+from its replica with a consumer and a zero-linger producer of its own (what the worker would be
+with requests off Faust's one consumer). This process sends ``bench_pipeline.py``'s query mix one
+at a time until the child has counted everything, each request also to a plain aiokafka echo in
+another process right after (the broker's floor at that moment), then the same mix idle.
+
 Rounds alternate the stages (one of each per repeat) and the medians are printed, each as events/s
 and as a share of 1.'s rate in the same run. Every stage but 1. must end with every event accounted
 for, or the script stops. Fetch sizes are the raw consumer's generous ones (4 MiB per partition), so
@@ -28,16 +35,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing as mp
 import statistics
 import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+import orjson  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 
 from benchmarks.bench_pipeline import (  # noqa: E402
@@ -45,17 +55,21 @@ from benchmarks.bench_pipeline import (  # noqa: E402
     PARTITIONS,
     calibration_us,
     delete_topics,
+    echo_server,
     make_messages,
+    pct,
     produce,
+    query_mix,
     raw_consume,
     topic_names,
 )
 from pipeline.core.decoding import BatchDecoder  # noqa: E402
 from pipeline.core.delta import CHAIN_START, Delta, decode_delta, encode_delta  # noqa: E402
+from pipeline.core.query import Request, answer, parse_request, reply_value  # noqa: E402
 from pipeline.core.replica import Replica  # noqa: E402
 from pipeline.kafka.topic_admin import ensure_topics  # noqa: E402
 from pipeline.settings import Settings, load_settings  # noqa: E402
-from tests.support.harness import isolated_env, prepare_topics  # noqa: E402
+from tests.support.harness import Requester, isolated_env, prepare_topics  # noqa: E402
 
 STAGES = ("raw", "decode", "write", "read", "apply")
 FETCH_PARTITION_BYTES = 4 << 20  # as raw_consume
@@ -99,8 +113,9 @@ async def _read_back(bootstrap: str, topic: str, expected: int, replica: Replica
         await consumer.stop()
 
 
-async def pipeline_floor(settings: Settings, stage: str, expected: int) -> float:
-    """Events/s from the first fetch until ``stage`` has handled every event."""
+async def pipeline_floor(settings: Settings, stage: str, expected: int, replica: Replica | None = None) -> float:
+    """Events/s from the first fetch until ``stage`` has handled every event (``apply``: into
+    ``replica``, a new one by default)."""
     bootstrap = settings.bootstrap
     decoder = BatchDecoder(settings.monitors, settings.max_future_s, settings.decoder, None)
     producer = AIOKafkaProducer(
@@ -108,7 +123,8 @@ async def pipeline_floor(settings: Settings, stage: str, expected: int) -> float
     )  # as the worker's
     consumer, ends = await _read_events(bootstrap, settings.events_topic)
     await producer.start()
-    replica = Replica(settings.monitors) if stage == "apply" else None
+    if stage == "apply" and replica is None:
+        replica = Replica(settings.monitors)
     reader: asyncio.Task[None] | None = None
     try:
         start = time.perf_counter()
@@ -147,6 +163,88 @@ async def pipeline_floor(settings: Settings, stage: str, expected: int) -> float
     return expected / elapsed
 
 
+# ---- answering while ingesting ---------------------------------------------------------------
+async def _answer(settings: Settings, replica: Replica, ready: asyncio.Event) -> None:
+    """Answer every request on the requests topic from ``replica``, with a consumer of its own."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=500)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, linger_ms=0, acks=1)
+    await consumer.start()
+    await producer.start()
+    try:
+        tps = [TopicPartition(settings.requests_topic, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        for tp in tps:
+            await consumer.position(tp)
+        ready.set()
+        while True:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    obj = orjson.loads(record.value)
+                    request = parse_request(obj, settings.monitors)
+                    assert isinstance(request, Request)
+                    value = answer(request, replica.counts, replica.gauge, time.time())
+                    await producer.send(obj["reply_to"], reply_value(obj["id"], value), key=obj["id"].encode())
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def answering_child(env: dict[str, str], events: int, conn: Any) -> None:
+    """Child process: answer requests; on "go" ingest ``events`` (stage 5), report, answer until "stop"."""
+
+    async def main() -> None:
+        settings = load_settings(env)
+        replica = Replica(settings.monitors)
+        ready = asyncio.Event()
+        server = asyncio.create_task(_answer(settings, replica, ready))
+        await ready.wait()
+        conn.send("ready")
+        await asyncio.to_thread(conn.recv)
+        conn.send(await pipeline_floor(settings, "apply", events, replica))
+        await asyncio.to_thread(conn.recv)
+        server.cancel()
+
+    asyncio.run(main())
+
+
+async def answering(args: argparse.Namespace, env: dict[str, str], events: int) -> dict[str, Any]:
+    """Round trips to the ingesting child (and to the echo right after each), then idle ones."""
+    settings = load_settings(env)
+    ctx = mp.get_context("spawn")
+    conn, child_conn = ctx.Pipe()
+    child = ctx.Process(target=answering_child, args=(env, events, child_conn), daemon=True)
+    child.start()
+    try:
+        async with echo_server(args, settings) as echo, Requester(settings) as requester:
+            await asyncio.to_thread(conn.recv)
+            mix = query_mix(100_000, 7)
+            for _, request in mix[:20]:  # warm-up
+                await requester.ask(request)
+
+            async def timed(req: Requester, request: dict[str, Any]) -> float:
+                t = time.perf_counter()
+                reply = await req.ask(request)
+                if not reply.get("ok"):
+                    raise SystemExit(f"error reply {reply}")
+                return (time.perf_counter() - t) * 1000
+
+            conn.send("go")
+            busy, floor = [], []
+            for _, request in mix:
+                if conn.poll():
+                    break
+                busy.append(await timed(requester, request))
+                floor.append(await timed(echo, request))
+            rate = conn.recv()
+            idle = [await timed(requester, request) for _, request in mix[: args.queries]]
+            conn.send("stop")
+    finally:
+        child.join(10)
+        child.kill()
+    return {"rate": rate, "busy": busy, "floor": floor, "idle": idle}
+
+
 async def run(args: argparse.Namespace) -> dict[str, list[float]]:
     base = isolated_env(args.bootstrap, PARTITIONS, MONITORS)
     topics = topic_names(base)
@@ -155,8 +253,15 @@ async def run(args: argparse.Namespace) -> dict[str, list[float]]:
         settings = await prepare_topics(base)
         messages, _ = make_messages(args.events, 1)
         await produce(args.bootstrap, settings.events_topic, messages)
-        del messages
         print(f"prefill: {args.events:,} events in 1,000-event messages on {PARTITIONS} partitions", flush=True)
+        answer_env = {**base, "INBOUND_AUDIT_EVENTS_TOPIC": f"t{uuid.uuid4().hex[:10]}.events"}
+        answer_env["INBOUND_AUDIT_STATE_TOPIC"] = f"t{uuid.uuid4().hex[:10]}.state"
+        topics += [answer_env["INBOUND_AUDIT_EVENTS_TOPIC"], answer_env["INBOUND_AUDIT_STATE_TOPIC"]]
+        answer_settings = load_settings(answer_env)
+        await ensure_topics(answer_settings, answer_settings.bootstrap)
+        for _ in range(args.answer_copies):
+            await produce(args.bootstrap, answer_settings.events_topic, messages)
+        del messages
         for round_ in range(args.repeat):
             for stage in STAGES:
                 if stage == "raw":
@@ -169,6 +274,12 @@ async def run(args: argparse.Namespace) -> dict[str, list[float]]:
                     rate = await pipeline_floor(stage_settings, stage, args.events)
                 rates[stage].append(rate)
                 print(f"  round {round_ + 1} {stage:<7} {rate:>12,.0f} events/s", flush=True)
+        if args.answer_copies:
+            answered = await answering(args, answer_env, args.answer_copies * args.events)
+            rates["apply+answer"] = [answered["rate"]]
+            for name in ("busy", "floor", "idle"):
+                ms = answered[name]
+                print(f"  {name:<6} {len(ms):>4} round trips: p50 {pct(ms, 50):6.2f} ms, p99 {pct(ms, 99):6.2f} ms")
     finally:
         await delete_topics(args.bootstrap, topics)
     return rates
@@ -179,12 +290,14 @@ def main() -> None:
     parser.add_argument("--bootstrap", default="127.0.0.1:19092")
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--answer-copies", type=int, default=4, help="copies of the events to answer during (0: skip)")
+    parser.add_argument("--queries", type=int, default=300, help="idle round trips")
     args = parser.parse_args()
     print(f"CPU calibration: sum(range(1000)) = {calibration_us():.2f} us/loop", flush=True)
     rates = asyncio.run(run(args))
     raw = statistics.median(rates["raw"])
     print(f"\n{'stage':<8} {'median events/s':>16} {'÷ raw':>7}")
-    for stage in STAGES:
+    for stage in rates:
         median = statistics.median(rates[stage])
         print(f"{stage:<8} {median:>16,.0f} {median / raw:>6.2f}x")
 
