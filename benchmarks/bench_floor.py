@@ -16,7 +16,8 @@ same pre-filled topic (the events of ``bench_pipeline.py``), adding one stage at
 3. write    — 2. plus encode each delta and write it to a fresh state topic, until all are acked;
 4. read     — 3. plus a second consumer reading that state topic back and decoding every delta,
               until it has every event (what a global table's reader must do);
-5. apply    — 4. plus applying each delta to a ``Replica``: the whole design minus Faust.
+5. apply    — 4. plus applying each delta to a ``Replica``: the whole design minus Faust. Its fleet
+              totals per metric and family must then be what was published.
 
 Then the same loop answers requests while it ingests: a child process runs 5. on ``--answer-copies``
 times the events (a topic of their own) and, on the same event loop, answers the requests topic
@@ -62,6 +63,7 @@ from benchmarks.bench_pipeline import (  # noqa: E402
     query_mix,
     raw_consume,
     topic_names,
+    totals_requests,
 )
 from pipeline.core.decoding import BatchDecoder  # noqa: E402
 from pipeline.core.delta import CHAIN_START, Delta, decode_delta, encode_delta  # noqa: E402
@@ -73,6 +75,7 @@ from tests.support.harness import Requester, isolated_env, prepare_topics  # noq
 
 STAGES = ("raw", "decode", "write", "read", "apply")
 FETCH_PARTITION_BYTES = 4 << 20  # as raw_consume
+READ_BACK_IDLE_S = 30.0
 
 
 async def _read_events(bootstrap: str, topic: str) -> tuple[AIOKafkaConsumer, dict[TopicPartition, int]]:
@@ -99,9 +102,12 @@ async def _read_back(bootstrap: str, topic: str, expected: int, replica: Replica
         tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        seen = 0
+        seen, idle_since = 0, time.monotonic()
         while seen < expected:
+            if time.monotonic() - idle_since > READ_BACK_IDLE_S:
+                raise SystemExit(f"read back {seen} events, expected {expected}: nothing more came")
             for records in (await consumer.getmany(timeout_ms=200)).values():
+                idle_since = time.monotonic()
                 for record in records:
                     delta = decode_delta(record.value)
                     seen += delta.event_count
@@ -113,9 +119,23 @@ async def _read_back(bootstrap: str, topic: str, expected: int, replica: Replica
         await consumer.stop()
 
 
-async def pipeline_floor(settings: Settings, stage: str, expected: int, replica: Replica | None = None) -> float:
+Totals = dict[tuple[str, int], int]  # (metric, family) -> events
+
+
+def fleet_totals(replica: Replica, settings: Settings) -> Totals:
+    """The fleet's count per metric and family over the longest monitor, asked as a client would."""
+    out = {}
+    for key, obj in totals_requests():
+        request = parse_request({"id": "totals", **obj}, settings.monitors)
+        assert isinstance(request, Request)
+        out[key] = answer(request, replica.counts, replica.gauge, time.time())
+    return out
+
+
+async def pipeline_floor(settings: Settings, stage: str, want: Totals, replica: Replica | None = None) -> float:
     """Events/s from the first fetch until ``stage`` has handled every event (``apply``: into
-    ``replica``, a new one by default)."""
+    ``replica``, a new one by default, whose fleet totals must then be ``want``)."""
+    expected = sum(want.values())
     bootstrap = settings.bootstrap
     decoder = BatchDecoder(settings.monitors, settings.max_future_s, settings.decoder, None)
     producer = AIOKafkaProducer(
@@ -160,6 +180,8 @@ async def pipeline_floor(settings: Settings, stage: str, expected: int, replica:
         await producer.stop()
     if decoded != expected:
         raise SystemExit(f"{stage}: decoded {decoded} events, expected {expected}")
+    if replica is not None and (got := fleet_totals(replica, settings)) != want:
+        raise SystemExit(f"{stage}: the replica's fleet totals are {got}, published {want}")
     return expected / elapsed
 
 
@@ -190,8 +212,8 @@ async def _answer(settings: Settings, replica: Replica, ready: asyncio.Event) ->
         await producer.stop()
 
 
-def answering_child(env: dict[str, str], events: int, conn: Any) -> None:
-    """Child process: answer requests; on "go" ingest ``events`` (stage 5), report, answer until "stop"."""
+def answering_child(env: dict[str, str], want: Totals, conn: Any) -> None:
+    """Child process: answer requests; on "go" ingest the events (stage 5), report, answer until "stop"."""
 
     async def main() -> None:
         settings = load_settings(env)
@@ -201,19 +223,19 @@ def answering_child(env: dict[str, str], events: int, conn: Any) -> None:
         await ready.wait()
         conn.send("ready")
         await asyncio.to_thread(conn.recv)
-        conn.send(await pipeline_floor(settings, "apply", events, replica))
+        conn.send(await pipeline_floor(settings, "apply", want, replica))
         await asyncio.to_thread(conn.recv)
         server.cancel()
 
     asyncio.run(main())
 
 
-async def answering(args: argparse.Namespace, env: dict[str, str], events: int) -> dict[str, Any]:
+async def answering(args: argparse.Namespace, env: dict[str, str], want: Totals) -> dict[str, Any]:
     """Round trips to the ingesting child (and to the echo right after each), then idle ones."""
     settings = load_settings(env)
     ctx = mp.get_context("spawn")
     conn, child_conn = ctx.Pipe()
-    child = ctx.Process(target=answering_child, args=(env, events, child_conn), daemon=True)
+    child = ctx.Process(target=answering_child, args=(env, want, child_conn), daemon=True)
     child.start()
     try:
         async with echo_server(args, settings) as echo, Requester(settings) as requester:
@@ -251,7 +273,7 @@ async def run(args: argparse.Namespace) -> dict[str, list[float]]:
     rates: dict[str, list[float]] = {stage: [] for stage in STAGES}
     try:
         settings = await prepare_topics(base)
-        messages, _ = make_messages(args.events, 1)
+        messages, want = make_messages(args.events, 1)
         await produce(args.bootstrap, settings.events_topic, messages)
         print(f"prefill: {args.events:,} events in 1,000-event messages on {PARTITIONS} partitions", flush=True)
         answer_env = {**base, "INBOUND_AUDIT_EVENTS_TOPIC": f"t{uuid.uuid4().hex[:10]}.events"}
@@ -271,11 +293,12 @@ async def run(args: argparse.Namespace) -> dict[str, list[float]]:
                     topics.append(state["INBOUND_AUDIT_STATE_TOPIC"])
                     stage_settings = load_settings(state)
                     await ensure_topics(stage_settings, stage_settings.bootstrap)
-                    rate = await pipeline_floor(stage_settings, stage, args.events)
+                    rate = await pipeline_floor(stage_settings, stage, want)
                 rates[stage].append(rate)
                 print(f"  round {round_ + 1} {stage:<7} {rate:>12,.0f} events/s", flush=True)
         if args.answer_copies:
-            answered = await answering(args, answer_env, args.answer_copies * args.events)
+            copies = {key: args.answer_copies * n for key, n in want.items()}
+            answered = await answering(args, answer_env, copies)
             rates["apply+answer"] = [answered["rate"]]
             for name in ("busy", "floor", "idle"):
                 ms = answered[name]
