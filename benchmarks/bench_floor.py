@@ -29,7 +29,8 @@ another process right after (the broker's floor at that moment), then the same m
 Rounds alternate the stages (one of each per repeat) and the medians are printed, each as events/s
 and as a share of 1.'s rate in the same run. Every stage but 1. must end with every event accounted
 for, or the script stops. Fetch sizes are the raw consumer's generous ones (4 MiB per partition), so
-these floors are upper bounds for a worker with smaller fetches.
+these floors are upper bounds for a worker with smaller fetches; ``--worker-fetches`` uses the
+worker's (``INBOUND_AUDIT_FETCH_MAX_BYTES``' default: 2 MiB a fetch, 512 KiB per partition) instead.
 """
 
 from __future__ import annotations
@@ -74,14 +75,16 @@ from pipeline.settings import Settings, load_settings  # noqa: E402
 from tests.support.harness import Requester, isolated_env, prepare_topics  # noqa: E402
 
 STAGES = ("raw", "decode", "write", "read", "apply")
-FETCH_PARTITION_BYTES = 4 << 20  # as raw_consume
+#: Consumer fetch sizes: raw_consume's by default, the worker's with --worker-fetches.
+Fetch = dict[str, int]
+RAW_FETCH: Fetch = {"max_partition_fetch_bytes": 4 << 20}
+_WORKER_BYTES = Settings().fetch_max_bytes
+WORKER_FETCH: Fetch = {"fetch_max_bytes": _WORKER_BYTES, "max_partition_fetch_bytes": _WORKER_BYTES // 4}
 READ_BACK_IDLE_S = 30.0
 
 
-async def _read_events(bootstrap: str, topic: str) -> tuple[AIOKafkaConsumer, dict[TopicPartition, int]]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=FETCH_PARTITION_BYTES
-    )
+async def _read_events(bootstrap: str, topic: str, fetch: Fetch) -> tuple[AIOKafkaConsumer, dict[TopicPartition, int]]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **fetch)
     await consumer.start()
     tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
     consumer.assign(tps)
@@ -89,12 +92,12 @@ async def _read_events(bootstrap: str, topic: str) -> tuple[AIOKafkaConsumer, di
     return consumer, await consumer.end_offsets(tps)
 
 
-async def _read_back(bootstrap: str, topic: str, expected: int, replica: Replica | None) -> None:
+async def _read_back(bootstrap: str, topic: str, expected: int, replica: Replica | None, fetch: Fetch) -> None:
     """Read the state topic from its start and decode (and apply) deltas until ``expected`` events."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
-        max_partition_fetch_bytes=FETCH_PARTITION_BYTES,
+        **fetch,
         fetch_max_wait_ms=20,
     )
     await consumer.start()
@@ -132,7 +135,9 @@ def fleet_totals(replica: Replica, settings: Settings) -> Totals:
     return out
 
 
-async def pipeline_floor(settings: Settings, stage: str, want: Totals, replica: Replica | None = None) -> float:
+async def pipeline_floor(
+    settings: Settings, stage: str, want: Totals, fetch: Fetch, replica: Replica | None = None
+) -> float:
     """Events/s from the first fetch until ``stage`` has handled every event (``apply``: into
     ``replica``, a new one by default, whose fleet totals must then be ``want``)."""
     expected = sum(want.values())
@@ -141,7 +146,7 @@ async def pipeline_floor(settings: Settings, stage: str, want: Totals, replica: 
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, linger_ms=5, acks="all", max_request_size=16 << 20
     )  # as the worker's
-    consumer, ends = await _read_events(bootstrap, settings.events_topic)
+    consumer, ends = await _read_events(bootstrap, settings.events_topic, fetch)
     await producer.start()
     if stage == "apply" and replica is None:
         replica = Replica(settings.monitors)
@@ -149,7 +154,7 @@ async def pipeline_floor(settings: Settings, stage: str, want: Totals, replica: 
     try:
         start = time.perf_counter()
         if stage in ("read", "apply"):
-            reader = asyncio.create_task(_read_back(bootstrap, settings.state_topic, expected, replica))
+            reader = asyncio.create_task(_read_back(bootstrap, settings.state_topic, expected, replica, fetch))
         cursor = {tp.partition: CHAIN_START for tp in ends}
         remaining = {tp for tp, end in ends.items() if end > 0}
         acks: list[asyncio.Future[object]] = []
@@ -212,7 +217,7 @@ async def _answer(settings: Settings, replica: Replica, ready: asyncio.Event) ->
         await producer.stop()
 
 
-def answering_child(env: dict[str, str], want: Totals, conn: Any) -> None:
+def answering_child(env: dict[str, str], want: Totals, fetch: Fetch, conn: Any) -> None:
     """Child process: answer requests; on "go" ingest the events (stage 5), report, answer until "stop"."""
 
     async def main() -> None:
@@ -223,19 +228,19 @@ def answering_child(env: dict[str, str], want: Totals, conn: Any) -> None:
         await ready.wait()
         conn.send("ready")
         await asyncio.to_thread(conn.recv)
-        conn.send(await pipeline_floor(settings, "apply", want, replica))
+        conn.send(await pipeline_floor(settings, "apply", want, fetch, replica))
         await asyncio.to_thread(conn.recv)
         server.cancel()
 
     asyncio.run(main())
 
 
-async def answering(args: argparse.Namespace, env: dict[str, str], want: Totals) -> dict[str, Any]:
+async def answering(args: argparse.Namespace, env: dict[str, str], want: Totals, fetch: Fetch) -> dict[str, Any]:
     """Round trips to the ingesting child (and to the echo right after each), then idle ones."""
     settings = load_settings(env)
     ctx = mp.get_context("spawn")
     conn, child_conn = ctx.Pipe()
-    child = ctx.Process(target=answering_child, args=(env, want, child_conn), daemon=True)
+    child = ctx.Process(target=answering_child, args=(env, want, fetch, child_conn), daemon=True)
     child.start()
     try:
         async with echo_server(args, settings) as echo, Requester(settings) as requester:
@@ -271,6 +276,7 @@ async def run(args: argparse.Namespace) -> dict[str, list[float]]:
     base = isolated_env(args.bootstrap, PARTITIONS, MONITORS)
     topics = topic_names(base)
     rates: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    fetch = WORKER_FETCH if args.worker_fetches else RAW_FETCH
     try:
         settings = await prepare_topics(base)
         messages, want = make_messages(args.events, 1)
@@ -293,12 +299,12 @@ async def run(args: argparse.Namespace) -> dict[str, list[float]]:
                     topics.append(state["INBOUND_AUDIT_STATE_TOPIC"])
                     stage_settings = load_settings(state)
                     await ensure_topics(stage_settings, stage_settings.bootstrap)
-                    rate = await pipeline_floor(stage_settings, stage, want)
+                    rate = await pipeline_floor(stage_settings, stage, want, fetch)
                 rates[stage].append(rate)
                 print(f"  round {round_ + 1} {stage:<7} {rate:>12,.0f} events/s", flush=True)
         if args.answer_copies:
             copies = {key: args.answer_copies * n for key, n in want.items()}
-            answered = await answering(args, answer_env, copies)
+            answered = await answering(args, answer_env, copies, fetch)
             rates["apply+answer"] = [answered["rate"]]
             for name in ("busy", "floor", "idle"):
                 ms = answered[name]
@@ -315,6 +321,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--answer-copies", type=int, default=4, help="copies of the events to answer during (0: skip)")
     parser.add_argument("--queries", type=int, default=300, help="idle round trips")
+    parser.add_argument(
+        "--worker-fetches", action="store_true", help="the worker's fetch sizes (2 MiB, 512 KiB per partition)"
+    )
     args = parser.parse_args()
     print(f"CPU calibration: sum(range(1000)) = {calibration_us():.2f} us/loop", flush=True)
     rates = asyncio.run(run(args))
