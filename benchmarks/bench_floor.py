@@ -22,9 +22,12 @@ same pre-filled topic (the events of ``bench_pipeline.py``), adding one stage at
 Then the same loop answers requests while it ingests: a child process runs 5. on ``--answer-copies``
 times the events (a topic of their own) and, on the same event loop, answers the requests topic
 from its replica with a consumer and a zero-linger producer of its own (what the worker would be
-with requests off Faust's one consumer). This process sends ``bench_pipeline.py``'s query mix one
-at a time until the child has counted everything, each request also to a plain aiokafka echo in
-another process right after (the broker's floor at that moment), then the same mix idle.
+with requests off Faust's one consumer). With ``--answer-role replica`` that loop ingests nothing:
+another child runs 5. and the answering loop only reads the deltas back and applies them (a worker
+that only answers, as every worker of the design must still replicate every delta). This process
+sends ``bench_pipeline.py``'s query mix one at a time until the answering child has counted
+everything, each request also to a plain aiokafka echo in another process right after (the
+broker's floor at that moment), then the same mix idle.
 
 Rounds alternate the stages (one of each per repeat) and the medians are printed, each as events/s
 and as a share of 1.'s rate in the same run. Every stage but 1. must end with every event accounted
@@ -217,8 +220,14 @@ async def _answer(settings: Settings, replica: Replica, ready: asyncio.Event) ->
         await producer.stop()
 
 
-def answering_child(env: dict[str, str], want: Totals, fetch: Fetch, conn: Any) -> None:
-    """Child process: answer requests; on "go" ingest the events (stage 5), report, answer until "stop"."""
+def ingesting_child(env: dict[str, str], want: Totals, fetch: Fetch) -> None:
+    """Child process: ingest the events (stage 5), as another worker of the fleet."""
+    asyncio.run(pipeline_floor(load_settings(env), "apply", want, fetch))
+
+
+def answering_child(env: dict[str, str], want: Totals, fetch: Fetch, role: str, conn: Any) -> None:
+    """Child process: answer requests; on "go" ingest the events (stage 5) or, as a ``replica``,
+    only read back the deltas another child writes; report the rate, answer until "stop"."""
 
     async def main() -> None:
         settings = load_settings(env)
@@ -228,7 +237,15 @@ def answering_child(env: dict[str, str], want: Totals, fetch: Fetch, conn: Any) 
         await ready.wait()
         conn.send("ready")
         await asyncio.to_thread(conn.recv)
-        conn.send(await pipeline_floor(settings, "apply", want, fetch, replica))
+        if role == "ingest":
+            conn.send(await pipeline_floor(settings, "apply", want, fetch, replica))
+        else:
+            writer = mp.get_context("spawn").Process(target=ingesting_child, args=(env, want, fetch))
+            started = time.perf_counter()
+            writer.start()
+            await _read_back(settings.bootstrap, settings.state_topic, sum(want.values()), replica, fetch)
+            conn.send(sum(want.values()) / (time.perf_counter() - started))
+            writer.join(30)
         await asyncio.to_thread(conn.recv)
         server.cancel()
 
@@ -240,7 +257,7 @@ async def answering(args: argparse.Namespace, env: dict[str, str], want: Totals,
     settings = load_settings(env)
     ctx = mp.get_context("spawn")
     conn, child_conn = ctx.Pipe()
-    child = ctx.Process(target=answering_child, args=(env, want, fetch, child_conn), daemon=True)
+    child = ctx.Process(target=answering_child, args=(env, want, fetch, args.answer_role, child_conn))
     child.start()
     try:
         async with echo_server(args, settings) as echo, Requester(settings) as requester:
@@ -321,6 +338,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--answer-copies", type=int, default=4, help="copies of the events to answer during (0: skip)")
     parser.add_argument("--queries", type=int, default=300, help="idle round trips")
+    parser.add_argument(
+        "--answer-role",
+        choices=("ingest", "replica"),
+        default="ingest",
+        help="the answering loop ingests the events, or only replicates what another process ingests",
+    )
     parser.add_argument(
         "--worker-fetches", action="store_true", help="the worker's fetch sizes (2 MiB, 512 KiB per partition)"
     )

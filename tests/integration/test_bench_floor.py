@@ -18,10 +18,11 @@ pytestmark = pytest.mark.integration
 STAGES = {"raw", "decode", "write", "read", "apply", "apply+answer"}
 
 
-def test_bench_floor_accounts_for_every_event(kafka_bootstrap: str) -> None:
+@pytest.mark.parametrize("role", ["ingest", "replica"])
+def test_bench_floor_accounts_for_every_event(kafka_bootstrap: str, role: str) -> None:
     proc = subprocess.run(
         [sys.executable, "benchmarks/bench_floor.py", "--bootstrap", kafka_bootstrap, "--events", "20000"]
-        + ["--repeat", "1", "--answer-copies", "2", "--queries", "20"],
+        + ["--repeat", "1", "--answer-copies", "2", "--queries", "20", "--answer-role", role],
         cwd=REPO,
         capture_output=True,
         text=True,
