@@ -443,6 +443,8 @@ def _lifecycle(audit: AuditApp) -> type[Service]:
                     ok = await asyncio.wait_for(broker_answers(producer.client, audit.settings.requests_topic), 5.0)
                 except (TimeoutError, Exception):  # noqa: BLE001 - any failure means "no answer"
                     ok = False
+                if self.should_stop:
+                    return  # a stop closes the producer under the check: that is no outage
                 if ok:
                     last_ok = time.monotonic()
                     outage.came_back()

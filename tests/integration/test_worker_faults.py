@@ -169,6 +169,20 @@ async def test_snapshot_from_another_cluster_is_ignored(kafka_bootstrap: str) ->
         stop_all([worker])
 
 
+async def test_sigterm_stops_quietly(kafka_bootstrap: str) -> None:
+    """A graceful stop saves its snapshot and says nothing of Kafka: the watchdog's check, cut
+    short by the stop closing its producer, used to log "Kafka is not reachable" on every stop."""
+    env = isolated_env(kafka_bootstrap, 2, MONITORS_ENV)
+    await prepare_topics(env)
+    workers = await start_workers(env, 1)
+    await asyncio.sleep(2.5)  # the watchdog has checked the broker a few times
+    stop_all(workers)
+    assert workers[0].proc is not None and workers[0].proc.returncode == 0
+    assert any("replica snapshot written" in line for line in workers[0].lines), workers[0].lines[-20:]
+    warnings = [line for line in workers[0].lines if "WARNING" in line or "ERROR" in line]
+    assert warnings == [], warnings
+
+
 async def test_sigterm_during_a_rebalance_exits_promptly(kafka_bootstrap: str) -> None:
     env = isolated_env(kafka_bootstrap, 4, MONITORS_ENV)
     await prepare_topics(env)
