@@ -33,7 +33,8 @@ Rounds alternate the stages (one of each per repeat) and the medians are printed
 and as a share of 1.'s rate in the same run. Every stage but 1. must end with every event accounted
 for, or the script stops. Fetch sizes are the raw consumer's generous ones (4 MiB per partition), so
 these floors are upper bounds for a worker with smaller fetches; ``--worker-fetches`` uses the
-worker's (``INBOUND_AUDIT_FETCH_MAX_BYTES``' default: 2 MiB a fetch, 512 KiB per partition) instead.
+worker's (``INBOUND_AUDIT_FETCH_MAX_BYTES``' default: 2 MiB a fetch, 512 KiB per partition) instead
+for stages 2-5 and the answering (1. stays ``raw_consume``, the baseline of the ratios).
 """
 
 from __future__ import annotations
@@ -289,6 +290,16 @@ async def answering(args: argparse.Namespace, env: dict[str, str], want: Totals,
     return {"rate": rate, "busy": busy, "floor": floor, "idle": idle}
 
 
+async def with_fresh(base: dict[str, str], topics: list[str], *names: str) -> dict[str, str]:
+    """``base`` with new topics for ``names`` (``events``, ``state``), created and listed in ``topics``
+    (deleted at the end)."""
+    env = {**base, **{f"INBOUND_AUDIT_{n.upper()}_TOPIC": f"t{uuid.uuid4().hex[:10]}.{n}" for n in names}}
+    topics += [env[f"INBOUND_AUDIT_{n.upper()}_TOPIC"] for n in names]
+    settings = load_settings(env)
+    await ensure_topics(settings, settings.bootstrap)
+    return env
+
+
 async def run(args: argparse.Namespace) -> dict[str, list[float]]:
     base = isolated_env(args.bootstrap, PARTITIONS, MONITORS)
     topics = topic_names(base)
@@ -299,24 +310,17 @@ async def run(args: argparse.Namespace) -> dict[str, list[float]]:
         messages, want = make_messages(args.events, 1)
         await produce(args.bootstrap, settings.events_topic, messages)
         print(f"prefill: {args.events:,} events in 1,000-event messages on {PARTITIONS} partitions", flush=True)
-        answer_env = {**base, "INBOUND_AUDIT_EVENTS_TOPIC": f"t{uuid.uuid4().hex[:10]}.events"}
-        answer_env["INBOUND_AUDIT_STATE_TOPIC"] = f"t{uuid.uuid4().hex[:10]}.state"
-        topics += [answer_env["INBOUND_AUDIT_EVENTS_TOPIC"], answer_env["INBOUND_AUDIT_STATE_TOPIC"]]
-        answer_settings = load_settings(answer_env)
-        await ensure_topics(answer_settings, answer_settings.bootstrap)
+        answer_env = await with_fresh(base, topics, "events", "state")
         for _ in range(args.answer_copies):
-            await produce(args.bootstrap, answer_settings.events_topic, messages)
+            await produce(args.bootstrap, answer_env["INBOUND_AUDIT_EVENTS_TOPIC"], messages)
         del messages
         for round_ in range(args.repeat):
             for stage in STAGES:
                 if stage == "raw":
                     rate = await raw_consume(args.bootstrap, settings.events_topic, args.events)
                 else:
-                    state = {**base, "INBOUND_AUDIT_STATE_TOPIC": f"t{uuid.uuid4().hex[:10]}.state"}
-                    topics.append(state["INBOUND_AUDIT_STATE_TOPIC"])
-                    stage_settings = load_settings(state)
-                    await ensure_topics(stage_settings, stage_settings.bootstrap)
-                    rate = await pipeline_floor(stage_settings, stage, want, fetch)
+                    state = load_settings(await with_fresh(base, topics, "state"))
+                    rate = await pipeline_floor(state, stage, want, fetch)
                 rates[stage].append(rate)
                 print(f"  round {round_ + 1} {stage:<7} {rate:>12,.0f} events/s", flush=True)
         if args.answer_copies:
