@@ -120,7 +120,9 @@ class _Consumer(driver.Consumer):
 
     async def _commit_revoked(self, revoked: set[TP]) -> None:
         if not await self.commit(revoked):
-            await self.commit(revoked)  # the first call only waited for a commit already under way
+            # False: it found nothing to commit, or only waited for a commit already under way
+            # (made before the last acks); in the first case this second call is a no-op.
+            await self.commit(revoked)
 
 
 class _Producer(driver.Producer):
