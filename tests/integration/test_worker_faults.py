@@ -177,9 +177,13 @@ async def test_sigterm_stops_quietly(kafka_bootstrap: str) -> None:
     workers = await start_workers(env, 1)
     await asyncio.sleep(2.5)  # the watchdog has checked the broker a few times
     stop_all(workers)
+    lines = workers[0].lines
     assert workers[0].proc is not None and workers[0].proc.returncode == 0
-    assert any("replica snapshot written" in line for line in workers[0].lines), workers[0].lines[-20:]
-    warnings = [line for line in workers[0].lines if "WARNING" in line or "ERROR" in line]
+    stopping = [i for i, line in enumerate(lines) if "Signal received: 15" in line]
+    assert stopping, lines[-20:]
+    after = lines[stopping[0] :]
+    assert any("replica snapshot written" in line for line in after), after
+    warnings = [line for line in after if "WARNING" in line or "ERROR" in line or "CRITICAL" in line]
     assert warnings == [], warnings
 
 
